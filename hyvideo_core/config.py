@@ -1,0 +1,82 @@
+"""Frozen configuration dataclasses. The numbers themselves live only in ``variants.py``."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from .errors import InputError
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    in_channels: int
+    out_channels: int
+    hidden_size: int
+    heads_num: int
+    double_depth: int            # dual-stream (image | text) blocks
+    single_depth: int            # single-stream blocks over the joint sequence
+    refiner_depth: int           # token-refiner blocks (2 in every released model)
+    mlp_width_ratio: float
+    patch_size: Tuple[int, int, int]   # (t, h, w)
+    rope_axes: Tuple[int, int, int]    # head-dim split over (t, h, w); sums to head_dim
+    rope_theta: float
+    text_states_dim: int         # LLM hidden size
+    text_states_dim_2: int       # CLIP pooled size
+    guidance_embed: bool         # embedded (CFG-distilled) guidance input
+    qkv_bias: bool = True
+    condition_type: Optional[str] = None   # None, "token_replace", "latent_concat"
+
+    def __post_init__(self) -> None:
+        if self.hidden_size % self.heads_num:
+            raise InputError(f"hidden_size {self.hidden_size} is not divisible by heads_num {self.heads_num}")
+        if sum(self.rope_axes) != self.head_dim or any(a % 2 for a in self.rope_axes):
+            raise InputError(
+                f"rope_axes {self.rope_axes} must be even and sum to head_dim {self.head_dim}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.heads_num
+
+    @property
+    def mlp_hidden(self) -> int:
+        return int(self.hidden_size * self.mlp_width_ratio)
+
+
+@dataclass(frozen=True)
+class VaeConfig:
+    in_channels: int = 3
+    out_channels: int = 3
+    latent_channels: int = 16
+    block_out_channels: Tuple[int, ...] = (128, 256, 512, 512)
+    layers_per_block: int = 2
+    norm_num_groups: int = 32
+    time_compression: int = 4
+    spatial_compression: int = 8
+    mid_block_add_attention: bool = True
+    scaling_factor: float = 0.476986
+    # Official tiling defaults: pixel tile edge, pixel frames per temporal tile, overlap fraction.
+    tile_sample_size: int = 256
+    tile_sample_frames: int = 64
+    tile_overlap: float = 0.25
+
+
+@dataclass(frozen=True)
+class SamplerDefaults:
+    steps: int = 50
+    shift: float = 7.0
+    embedded_guidance: Optional[float] = 6.0
+    cfg_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    name: str
+    description: str
+    transformer: TransformerConfig
+    vae: VaeConfig = field(default_factory=VaeConfig)
+    sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
+    is_test_variant: bool = False
+
+    @property
+    def latent_channels(self) -> int:
+        return self.vae.latent_channels

@@ -1,0 +1,70 @@
+"""The registry of model variants: every architecture number in the project lives here.
+
+Real variants mirror the released checkpoints (shared/spec/official_t2v.md §1.1, §4.1); the
+``tiny*`` variants are the same architecture at test size, used by the test suite and the demo.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Dict
+
+from .config import SamplerDefaults, TransformerConfig, VaeConfig, VariantSpec
+from .errors import InputError
+
+_T2V_720P = TransformerConfig(
+    in_channels=16, out_channels=16, hidden_size=3072, heads_num=24,
+    double_depth=20, single_depth=40, refiner_depth=2, mlp_width_ratio=4.0,
+    patch_size=(1, 2, 2), rope_axes=(16, 56, 56), rope_theta=256.0,
+    text_states_dim=4096, text_states_dim_2=768, guidance_embed=False,
+)
+
+_TINY = TransformerConfig(
+    in_channels=4, out_channels=4, hidden_size=48, heads_num=3,
+    double_depth=2, single_depth=2, refiner_depth=2, mlp_width_ratio=4.0,
+    patch_size=(1, 2, 2), rope_axes=(4, 6, 6), rope_theta=256.0,
+    text_states_dim=32, text_states_dim_2=16, guidance_embed=True,
+)
+
+_TINY_VAE = VaeConfig(
+    latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
+    tile_sample_size=64, tile_sample_frames=16,
+)
+
+VARIANTS: Dict[str, VariantSpec] = {
+    spec.name: spec
+    for spec in (
+        VariantSpec(
+            name="t2v-720p-cfgdistill",
+            description="HunyuanVideo T2V 13B, CFG-distilled (the released model; embedded guidance)",
+            transformer=replace(_T2V_720P, guidance_embed=True),
+        ),
+        VariantSpec(
+            name="t2v-720p",
+            description="HunyuanVideo T2V 13B without the guidance embedding (true CFG only)",
+            transformer=_T2V_720P,
+            sampler=SamplerDefaults(embedded_guidance=None, cfg_scale=6.0),
+        ),
+        VariantSpec(
+            name="tiny",
+            description="test-size T2V with embedded guidance (2 double, 2 single, 2 refiner blocks)",
+            transformer=_TINY, vae=_TINY_VAE,
+            sampler=SamplerDefaults(steps=8, shift=7.0, embedded_guidance=6.0),
+            is_test_variant=True,
+        ),
+        VariantSpec(
+            name="tiny-noguide",
+            description="test-size T2V without guidance embedding",
+            transformer=replace(_TINY, guidance_embed=False), vae=_TINY_VAE,
+            sampler=SamplerDefaults(steps=8, shift=7.0, embedded_guidance=None),
+            is_test_variant=True,
+        ),
+    )
+}
+
+
+def get_variant(name: str) -> VariantSpec:
+    try:
+        return VARIANTS[name]
+    except KeyError:
+        raise InputError(
+            f"unknown variant {name!r}; known variants: {', '.join(sorted(VARIANTS))}") from None
