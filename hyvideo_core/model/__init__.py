@@ -1,0 +1,3 @@
+from .transformer import HunyuanVideoTransformer
+
+__all__ = ["HunyuanVideoTransformer"]
