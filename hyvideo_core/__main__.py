@@ -1,0 +1,118 @@
+"""Command line: ``python -m hyvideo_core {generate,convert,info} …``."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+from .errors import HyVideoError
+
+_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+
+
+def _dtype(name):
+    import torch
+
+    return None if name is None else getattr(torch, _DTYPES[name])
+
+
+def cmd_convert(args) -> None:
+    from .checkpoints.load import load_transformer, save_transformer
+
+    model = load_transformer(args.input, dtype=_dtype(args.dtype))
+    save_transformer(model, args.output, layout=args.layout, dtype=_dtype(args.dtype))
+    print(f"wrote {args.output} ({model.variant}, {args.layout} layout)")
+
+
+def cmd_info(args) -> None:
+    from .checkpoints.detect import derive_config, detect_variant
+    from .checkpoints.load import open_native
+
+    source, scales, layout = open_native(args.path)
+    spec = detect_variant(source)
+    print(json.dumps({"variant": spec.name, "description": spec.description, "layout": layout,
+                      "fp8_scaled_layers": len(scales), "tensors": len(source.keys()),
+                      "derived": {k: str(v) for k, v in derive_config(source).items()}}, indent=2))
+
+
+def cmd_generate(args) -> None:
+    from .apps.t2v import VideoRequest, text_to_video
+    from .checkpoints.load import load_transformer
+    from .demo_models import DEFAULT_REQUEST, ensure_demo_models
+    from .text_encoders import load_text_encoders
+    from .vae import load_vae
+    from .video_io import to_uint8_frames, write_mp4
+
+    paths = ensure_demo_models() if not args.transformer else None
+    transformer = load_transformer(args.transformer or paths.transformer, device=args.device)
+    vae = load_vae(args.vae or paths.vae, device=args.device)
+    encoders = load_text_encoders(args.text_encoder or paths.text_encoder, args.clip or paths.clip, device=args.device)
+    defaults = DEFAULT_REQUEST if paths else VideoRequest(prompt=args.prompt)
+    request = VideoRequest(
+        prompt=args.prompt, frames=args.frames or defaults.frames, height=args.height or defaults.height,
+        width=args.width or defaults.width, steps=args.steps or defaults.steps,
+        shift=args.shift if args.shift is not None else defaults.shift,
+        embedded_guidance=args.guidance if args.guidance is not None else defaults.embedded_guidance,
+        cfg_scale=args.cfg, negative_prompt=args.negative, seed=args.seed)
+    start = time.perf_counter()
+
+    def progress(event):
+        print(f"\r{event.stage} {event.step}/{event.total}", end="", file=sys.stderr, flush=True)
+
+    video = text_to_video(transformer, vae, encoders, request, callback=progress)
+    print(file=sys.stderr)
+    frames = to_uint8_frames(video[0])
+    write_mp4(frames, args.out, fps=args.fps, metadata={"prompt": request.prompt, "seed": request.seed,
+                                                         "steps": request.steps, "model": transformer.variant})
+    print(f"wrote {args.out}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} @ {args.fps} fps "
+          f"in {time.perf_counter() - start:.1f}s ({transformer.variant})")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hyvideo_core", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="text -> .mp4 (embedded default model unless paths are given)")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--out", default="outputs/video.mp4")
+    gen.add_argument("--negative", default=None)
+    gen.add_argument("--frames", type=int)
+    gen.add_argument("--height", type=int)
+    gen.add_argument("--width", type=int)
+    gen.add_argument("--steps", type=int)
+    gen.add_argument("--shift", type=float)
+    gen.add_argument("--guidance", type=float, help="embedded guidance scale (distilled models)")
+    gen.add_argument("--cfg", type=float, default=1.0, help="true CFG scale (> 1 runs a negative pass)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--fps", type=float, default=24.0)
+    gen.add_argument("--device", default="cpu")
+    for name in ("transformer", "vae", "text-encoder", "clip"):
+        gen.add_argument(f"--{name}", default=None, help=f"{name} weights (default: the embedded model)")
+    gen.set_defaults(func=cmd_generate)
+
+    conv = sub.add_parser("convert", help="rewrite a transformer checkpoint in another layout")
+    conv.add_argument("input")
+    conv.add_argument("output")
+    conv.add_argument("--layout", choices=["official", "diffusers"], default="official")
+    conv.add_argument("--dtype", choices=sorted(_DTYPES), default=None)
+    conv.set_defaults(func=cmd_convert)
+
+    info = sub.add_parser("info", help="detect a transformer file's variant and layout")
+    info.add_argument("path")
+    info.set_defaults(func=cmd_info)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        args.func(args)
+    except HyVideoError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
