@@ -1,0 +1,4 @@
+def efficientnet_v2_s(*args, **kwargs):
+    raise NotImplementedError(
+        "torchvision is not installed in the HVS ComfyUI test server (import shim): "
+        "Stable Cascade's EfficientNet encoder / ControlNet are unavailable")

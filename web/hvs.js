@@ -1,0 +1,2 @@
+import { app } from "../../scripts/app.js";
+app.registerExtension({ name: "hvs.video_helpers" });
