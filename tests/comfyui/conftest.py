@@ -64,3 +64,33 @@ def queue_prompt(comfyui_server):
 @pytest.fixture(scope="session")
 def comfy_interrupt(comfyui_server):
     return comfyui_server.interrupt
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """A started browser.Chromium (headless, DevTools over a stdlib websocket).
+    Skips when /usr/bin/chromium (or $HVS_CHROMIUM) is missing: `apt-get install chromium`."""
+    import browser
+
+    binary = browser.chromium_path()
+    if binary is None:
+        pytest.skip("headless browser tests need Debian's chromium at /usr/bin/chromium "
+                    "(apt-get install chromium) or $HVS_CHROMIUM")
+    b = browser.Chromium(binary).start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+@pytest.fixture(scope="session")
+def load_in_frontend(comfyui_server, chromium):
+    """load_in_frontend(workflow: dict, name: str) -> dict (see browser.load_workflow):
+    loads the workflow into the real front end, screenshots tests/_artifacts/frontend_<name>.png,
+    returns missing node types, whether our extension registered, JS errors, the front end's
+    own graphToPrompt() output, ..."""
+    import browser
+
+    def load(workflow, name):
+        return browser.load_workflow(chromium, comfyui_server.url, workflow, name)
+    return load
