@@ -289,7 +289,7 @@ def _tokenize_clip(enc: TextEncoders, prompts: List[str], max_length: int) -> to
                return_tensors="pt")["input_ids"]
 
 
-@torch.inference_mode()
+@torch.no_grad()  # not inference_mode: the embeddings may feed a training step (LoRA)
 def encode_prompt(encoders: TextEncoders, prompt: Union[str, Sequence[str]], *,
                   template: Union[str, PromptTemplate] = "video", max_length: int = 256,
                   clip_max_length: int = 77, truncate: bool = True, use_cache: bool = True,

@@ -46,7 +46,7 @@ class EmbeddingCache:
         if self.max_entries <= 0:
             return
         with self._lock:
-            self._rows[key] = tuple(t.detach().to("cpu") for t in row)  # type: ignore[assignment]
+            self._rows[key] = tuple(t.detach().to("cpu").clone() for t in row)  # own the memory, not a batch view  # type: ignore[assignment]
             self._rows.move_to_end(key)
             while len(self._rows) > self.max_entries:
                 self._rows.popitem(last=False)
