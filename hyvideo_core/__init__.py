@@ -12,19 +12,25 @@ from typing import Any
 # name -> module that defines it; imported on first use so `import hyvideo_core` stays cheap
 # (ComfyUI start-up time) and free of side effects.
 _EXPORTS = {
-    "load_transformer": "hyvideo_core.checkpoints.load",
-    "save_transformer": "hyvideo_core.checkpoints.load",
-    "load_vae": "hyvideo_core.vae.load",
-    "sample": "hyvideo_core.sampling.loop",
-    "make_noise": "hyvideo_core.sampling.noise",
-    "flow_sigmas": "hyvideo_core.sampling.schedules",
-    "latent_shape": "hyvideo_core.sampling.noise",
-    "get_variant": "hyvideo_core.variants",
-    "VARIANTS": "hyvideo_core.variants",
-    "available_backends": "hyvideo_core.attention",
-    "HyVideoError": "hyvideo_core.errors",
-    "Interrupted": "hyvideo_core.errors",
-    "ProgressEvent": "hyvideo_core.runtime.progress",
+    "load_transformer": ".checkpoints.load",
+    "save_transformer": ".checkpoints.load",
+    "load_vae": ".vae.load",
+    "sample": ".sampling.loop",
+    "make_noise": ".sampling.noise",
+    "flow_sigmas": ".sampling.schedules",
+    "latent_shape": ".sampling.noise",
+    "load_text_encoders": ".text_encoders.api",
+    "encode_prompt": ".text_encoders.api",
+    "PromptEmbeds": ".text_encoders.api",
+    "rewrite_prompt": ".prompt_rewrite.rewrite",
+    "text_to_video": ".apps.t2v",
+    "VideoRequest": ".apps.t2v",
+    "get_variant": ".variants",
+    "VARIANTS": ".variants",
+    "available_backends": ".attention",
+    "HyVideoError": ".errors",
+    "Interrupted": ".errors",
+    "ProgressEvent": ".runtime.progress",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -32,5 +38,5 @@ __all__ = sorted(_EXPORTS)
 
 def __getattr__(name: str) -> Any:
     if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
+        return getattr(importlib.import_module(_EXPORTS[name], __name__), name)
     raise AttributeError(f"module 'hyvideo_core' has no attribute {name!r}")

@@ -71,3 +71,28 @@ def read_video(path: str | os.PathLike) -> Tuple[np.ndarray, float]:
     frames = [np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader]
     return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8), float(meta["fps"])
 
+
+
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif")
+
+
+def load_frames(path: str | os.PathLike, *, skip_first: int = 0, every_nth: int = 1, max_frames: int = 0,
+                four_n_plus_one: bool = False) -> Tuple[np.ndarray, float]:
+    """Decode ``path`` and select frames: skip ``skip_first``, keep every ``every_nth``, at most
+    ``max_frames`` (0 = all), optionally trimmed to the largest 4n+1 count the VAE accepts.
+    Returns (F, H, W, 3) uint8 frames and the resulting frame rate."""
+    if not os.path.isfile(path):
+        raise InputError(f"video file not found: {os.fspath(path)!r}")
+    if every_nth < 1 or skip_first < 0 or max_frames < 0:
+        raise InputError(f"expected skip_first >= 0, every_nth >= 1, max_frames >= 0; found "
+                         f"{skip_first}, {every_nth}, {max_frames}")
+    frames, fps = read_video(path)
+    frames = frames[skip_first::every_nth]
+    if max_frames:
+        frames = frames[:max_frames]
+    if four_n_plus_one and len(frames):
+        frames = frames[: (len(frames) - 1) // 4 * 4 + 1]
+    if not len(frames):
+        raise InputError(f"{os.fspath(path)!r}: no frames left after skipping {skip_first} and keeping every "
+                         f"{every_nth}th; lower skip_first")
+    return frames, fps / every_nth

@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from ..errors import InputError
 from ..runtime.progress import ProgressCallback
 from ..sampling.loop import sample
 from ..sampling.noise import latent_shape, make_noise
@@ -51,3 +52,42 @@ def text_to_video(transformer, vae, encoders, request: VideoRequest,
     with torch.no_grad():
         video = vae.decode((latents / vae.scaling_factor).to(vae_device, vae.dtype), tile=request.tile, callback=callback)
     return video.float().cpu()
+
+
+@dataclass(frozen=True)
+class SamplerOptions:
+    steps: int = 50
+    shift: float = 7.0
+    embedded_guidance: Optional[float] = 6.0
+    cfg_scale: float = 1.0
+    seed: int = 0
+    denoise: float = 1.0
+
+
+def sample_latents(model, positive, latents: torch.Tensor, options: SamplerOptions, *, scaling_factor: float,
+                   negative=None, callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+    """Raw VAE-space latents in and out (ComfyUI's LATENT convention), scaled inside.
+
+    ``latents`` gives the shape (and, with ``denoise`` < 1, the video to start from);
+    ``positive`` / ``negative`` are PromptEmbeds, broadcast over the latent batch."""
+    device = next(model.parameters()).device
+    b = latents.shape[0]
+
+    def embeds(e):
+        e = e.to(device)
+        if e.text_states.shape[0] == b:
+            return e.text_states, e.text_mask, e.text_states_2
+        if e.text_states.shape[0] != 1:
+            raise InputError(f"{e.text_states.shape[0]} prompts for a batch of {b} latents; expected 1 or {b}")
+        return (e.text_states.expand(b, -1, -1), e.text_mask.expand(b, -1), e.text_states_2.expand(b, -1))
+
+    if latents.shape[1] != model.config.in_channels:
+        raise InputError(f"latents have {latents.shape[1]} channels but the model ({model.variant}) expects "
+                         f"{model.config.in_channels}; make the empty latent with this model's VAE")
+    noise = make_noise(latents.shape, options.seed, device=device)
+    start = latents.to(device).float() * scaling_factor if options.denoise < 1 else None
+    out = sample(model, noise, *embeds(positive), steps=options.steps, shift=options.shift,
+                 embedded_guidance=options.embedded_guidance, cfg_scale=options.cfg_scale,
+                 negative=embeds(negative) if negative is not None and options.cfg_scale > 1 else None,
+                 callback=callback, latents=start, denoise=options.denoise)
+    return out / scaling_factor

@@ -1,0 +1,117 @@
+"""The one place that converts between ComfyUI conventions and the engine's.
+
+IMAGE (frames, H, W, 3) in [0, 1] <-> engine video (B, 3, F, H, W) in [-1, 1]; LATENT dicts
+hold raw VAE-space latents (B, C, T, H/8, W/8), as core's HunyuanVideo latents do; model file
+names come from ``folder_paths``; ComfyUI's progress bar, previews and interrupt are bridged to
+the engine's progress callback.
+"""
+from __future__ import annotations
+
+import os
+from typing import Dict, List, Optional, Sequence
+
+import torch
+
+PREFIX = "HVS"
+CATEGORY = "HunyuanVideo Suite"
+
+# Entries that select the embedded default models (written once, see hyvideo_core.demo_models).
+EMBEDDED = "[embedded] tiny demo"
+
+# folder_paths keys per model kind, newest name first (older ComfyUI releases lack some).
+MODEL_FOLDERS: Dict[str, Sequence[str]] = {
+    "transformer": ("diffusion_models", "unet"),
+    "vae": ("vae",),
+    "text_encoder": ("text_encoders", "clip"),
+}
+
+
+def list_models(kind: str) -> List[str]:
+    import folder_paths
+
+    names: List[str] = []
+    for folder in MODEL_FOLDERS[kind]:
+        try:
+            names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
+        except KeyError:  # folder name unknown to this ComfyUI version
+            continue
+    return [EMBEDDED] + names
+
+
+def resolve_model(kind: str, name: str, part: Optional[str] = None) -> str:
+    """Full path of a listed model file. A file inside a Hugging Face folder (config.json beside
+    it) resolves to the folder, which is how those models load."""
+    if name == EMBEDDED:
+        from ..hyvideo_core.demo_models import ensure_demo_models
+
+        paths = ensure_demo_models()
+        return getattr(paths, part or kind)
+    import folder_paths
+
+    for folder in MODEL_FOLDERS[kind]:
+        try:
+            path = folder_paths.get_full_path(folder, name)
+        except KeyError:
+            continue
+        if path:
+            parent = os.path.dirname(path)
+            return parent if os.path.isfile(os.path.join(parent, "config.json")) else path
+    raise FileNotFoundError(f"{kind} file {name!r} not found in ComfyUI's model folders "
+                            f"{', '.join(MODEL_FOLDERS[kind])}; put it in models/{MODEL_FOLDERS[kind][0]}/")
+
+
+def torch_device() -> torch.device:
+    import comfy.model_management
+
+    return comfy.model_management.get_torch_device()
+
+
+def images_to_video(images: torch.Tensor) -> torch.Tensor:
+    """IMAGE (F, H, W, 3) in [0, 1] -> one video (1, 3, F, H, W) in [-1, 1]."""
+    if images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected IMAGE frames (F, H, W, 3), found {tuple(images.shape)}")
+    return (images.float() * 2 - 1).permute(3, 0, 1, 2).unsqueeze(0)
+
+
+def video_to_images(video: torch.Tensor) -> torch.Tensor:
+    """Engine video (B, 3, F, H, W) in [-1, 1] -> IMAGE (B·F, H, W, 3) in [0, 1]."""
+    frames = ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1)
+    return frames.reshape(-1, *frames.shape[2:]).cpu()
+
+
+def latent(samples: torch.Tensor) -> dict:
+    return {"samples": samples.float().cpu()}
+
+
+def latent_preview(latents: torch.Tensor):
+    """A quick RGB look at (B, C, T, H, W) latents: the middle frame's first three channels,
+    each stretched to [0, 255]. Good enough to see motion and layout while sampling."""
+    from PIL import Image
+
+    frame = latents[0, :3, latents.shape[2] // 2].float()
+    lo = frame.amin(dim=(1, 2), keepdim=True)
+    hi = frame.amax(dim=(1, 2), keepdim=True)
+    rgb = ((frame - lo) / (hi - lo).clamp_min(1e-6) * 255).byte().permute(1, 2, 0).cpu().numpy()
+    return ("JPEG", Image.fromarray(rgb).resize((rgb.shape[1] * 8, rgb.shape[0] * 8)), 512)
+
+
+def progress_callback(previews: bool = True):
+    """Engine callback -> ComfyUI progress bar (one per stage), latent previews and interrupt."""
+    import comfy.model_management
+    import comfy.utils
+
+    bars: Dict[str, object] = {}
+
+    def callback(event) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar = bars.get(event.stage)
+        if bar is None:
+            bar = bars[event.stage] = comfy.utils.ProgressBar(event.total)
+        preview = latent_preview(event.denoised) if previews and event.denoised is not None else None
+        bar.update_absolute(event.step, event.total, preview)
+
+    return callback
+
+
+def tooltip(text: str, **options) -> dict:
+    return dict(options, tooltip=text)

@@ -1,0 +1,133 @@
+"""Writes workflows/*.json (UI format 0.4, drag-and-drop) and workflows/api/*.json (their API
+twins) from one description per graph, so the two can never drift apart.
+
+    python scripts/build_workflows.py          # rewrite the files
+    python scripts/build_workflows.py --check  # exit 1 if the files differ (used by the tests)
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "workflows"
+EMBEDDED = "[embedded] tiny demo"
+
+# Each node: id -> (type, {input: (src_id, slot)}, [widget values in INPUT_TYPES order], outputs)
+# outputs: [(name, type)], position in the canvas grid (col, row).
+NOTE = ("These example workflows use the suite's embedded tiny model so they run anywhere (CPU, no downloads).\n"
+        "For the released HunyuanVideo: put hunyuan_video_t2v_720p_bf16.safetensors in models/diffusion_models, "
+        "hunyuan_video_vae_bf16.safetensors in models/vae, llava_llama3_fp16.safetensors and clip_l.safetensors in "
+        "models/text_encoders, pick them in the loaders, and use e.g. 848x480, 61 frames, 30 steps, shift 9, "
+        "embedded guidance 6.")
+
+LOADERS = {
+    1: ("HVS_LoadTransformer", {}, [EMBEDDED, "auto", "sdpa"], [("model", "HVS_MODEL")], (0, 0)),
+    2: ("HVS_LoadVAE", {}, [EMBEDDED, "auto"], [("vae", "HVS_VAE")], (0, 1)),
+    3: ("HVS_LoadTextEncoders", {}, [EMBEDDED, EMBEDDED, "auto"], [("text_encoders", "HVS_TEXT_ENCODERS")], (0, 2)),
+}
+ENCODE = (4, ("HVS_TextEncode", {"text_encoders": (3, 0)},
+              ["a red circle moving left on a dark background", "video", ""], [("embeds", "HVS_EMBEDS")], (1, 2)))
+DECODE_SAVE = {
+    7: ("HVS_VAEDecode", {"vae": (2, 0), "samples": (6, 0)}, [0, 0, 0.25], [("IMAGE", "IMAGE")], (3, 1)),
+    8: ("HVS_SaveVideo", {"frames": (7, 0)}, [24.0, 8.0, "HunyuanVideo/video"], [], (4, 1)),
+}
+
+GRAPHS = {
+    "text_to_video": {
+        **LOADERS, ENCODE[0]: ENCODE[1],
+        5: ("HVS_EmptyVideoLatent", {"vae": (2, 0)}, [128, 128, 33, 1], [("LATENT", "LATENT")], (1, 1)),
+        6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (5, 0)},
+            [0, "fixed", 8, 7.0, 6.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
+        **DECODE_SAVE,
+    },
+    "video_to_video": {
+        **LOADERS, ENCODE[0]: ENCODE[1],
+        9: ("HVS_LoadVideo", {}, ["input_video.mp4", 0, 1, 33, True],
+            [("frames", "IMAGE"), ("fps", "FLOAT"), ("frame_count", "INT")], (0, 3)),
+        5: ("HVS_VAEEncode", {"vae": (2, 0), "images": (9, 0)}, [0, 0, 0.25], [("LATENT", "LATENT")], (1, 1)),
+        6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (5, 0)},
+            [0, "fixed", 8, 7.0, 6.0, 1.0, 0.6], [("LATENT", "LATENT")], (2, 1)),
+        **DECODE_SAVE,
+    },
+}
+
+# Widget names per node type, in INPUT_TYPES order ("control_after_generate" is UI-only).
+WIDGETS = {
+    "HVS_LoadTransformer": ["model_name", "weight_dtype", "attention"],
+    "HVS_LoadVAE": ["vae_name", "weight_dtype"],
+    "HVS_LoadTextEncoders": ["llm_name", "clip_name", "weight_dtype"],
+    "HVS_TextEncode": ["prompt", "template", "negative_prompt"],
+    "HVS_EmptyVideoLatent": ["width", "height", "frames", "batch_size"],
+    "HVS_Sampler": ["seed", None, "steps", "shift", "embedded_guidance", "cfg", "denoise"],
+    "HVS_VAEDecode": ["tile_size", "tile_frames", "overlap"],
+    "HVS_VAEEncode": ["tile_size", "tile_frames", "overlap"],
+    "HVS_LoadVideo": ["video", "skip_first_frames", "select_every_nth", "frame_load_cap", "trim_to_4n_plus_1"],
+    "HVS_SaveVideo": ["fps", "quality", "filename_prefix"],
+}
+
+
+def api_format(graph: dict) -> dict:
+    out = {}
+    for node_id, (kind, links, widgets, _, _) in sorted(graph.items()):
+        inputs = {name: value for name, value in zip(WIDGETS[kind], widgets) if name is not None}
+        inputs.update({name: [str(src), slot] for name, (src, slot) in links.items()})
+        out[str(node_id)] = {"class_type": kind, "inputs": inputs}
+    return out
+
+
+def ui_format(graph: dict) -> dict:
+    links, nodes = [], []
+    out_links = {}
+    for node_id, (kind, inputs, _, outputs, _) in sorted(graph.items()):
+        for name, (src, slot) in inputs.items():
+            link_id = len(links) + 1
+            src_type = graph[src][3][slot][1]
+            links.append([link_id, src, slot, node_id, None, src_type])
+            out_links.setdefault((src, slot), []).append(link_id)
+    order = {nid: i for i, nid in enumerate(sorted(graph))}
+    for node_id, (kind, inputs, widgets, outputs, (col, row)) in sorted(graph.items()):
+        ui_inputs = []
+        for slot, (name, (src, src_slot)) in enumerate(inputs.items()):
+            link = next(l for l in links if l[3] == node_id and l[1] == src and l[2] == src_slot and l[4] is None)
+            link[4] = slot
+            ui_inputs.append({"name": name, "type": link[5], "link": link[0]})
+        nodes.append({
+            "id": node_id, "type": kind, "pos": [40 + 380 * col, 40 + 300 * row], "size": [340, 130 + 26 * len(widgets)],
+            "flags": {}, "order": order[node_id], "mode": 0, "inputs": ui_inputs,
+            "outputs": [{"name": n, "type": t, "links": out_links.get((node_id, i), []), "slot_index": i}
+                        for i, (n, t) in enumerate(outputs)],
+            "properties": {"Node name for S&R": kind}, "widgets_values": widgets,
+        })
+    note_id = max(graph) + 1
+    nodes.append({"id": note_id, "type": "Note", "pos": [40, 1240], "size": [1100, 120], "flags": {},
+                  "order": len(nodes), "mode": 0, "properties": {"text": ""}, "widgets_values": [NOTE]})
+    return {"last_node_id": note_id, "last_link_id": len(links), "nodes": nodes, "links": links,
+            "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
+
+
+def render() -> dict:
+    files = {}
+    for name, graph in GRAPHS.items():
+        files[ROOT / f"{name}.json"] = ui_format(graph)
+        files[ROOT / "api" / f"{name}.json"] = api_format(graph)
+    return {path: json.dumps(data, indent=2) + "\n" for path, data in files.items()}
+
+
+def main() -> int:
+    rendered = render()
+    if "--check" in sys.argv:
+        stale = [str(p) for p, text in rendered.items() if not p.is_file() or p.read_text() != text]
+        if stale:
+            print("out of date (run python scripts/build_workflows.py):", *stale, sep="\n  ")
+            return 1
+        return 0
+    for path, text in rendered.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print("wrote", path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
