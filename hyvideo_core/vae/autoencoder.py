@@ -162,6 +162,8 @@ class CausalVideoVAE(nn.Module):
     def tiling_plan(self, shape: Tuple[int, ...], tile: TileArg = None,
                     direction: str = "decode") -> TilingPlan:
         """Which axes ``encode``/``decode`` would tile for an input of ``shape``, and how many tiles."""
+        if direction not in ("encode", "decode"):
+            raise InputError(f"direction must be 'encode' or 'decode', found {direction!r}.")
         settings = self._tile_settings(tile)
         axes = decode_axes if direction == "decode" else encode_axes
         spatial, temporal = axes(settings or TileSettings(), self._config)

@@ -27,6 +27,8 @@ KEY_PREFIXES = ("vae.", "first_stage_model.")
 # Keys that only a transformer file has (official layout, diffusers, ComfyUI-prefixed).
 _TRANSFORMER_MARKERS = ("double_blocks.", "single_blocks.", "img_in.", "txt_in.",
                         "transformer_blocks.", "single_transformer_blocks.", "x_embedder.")
+# Keys of the LDM-style layout ComfyUI converts VAEs to internally (and may save).
+_LDM_MARKERS = ("decoder.mid.attn_1.", "encoder.mid.attn_1.", "decoder.up.0.block.", "encoder.down.0.block.")
 _SENTINEL = "post_quant_conv.weight"
 
 
@@ -110,6 +112,13 @@ def _derive_architecture(shapes: Mapping[str, Tuple[int, ...]]) -> Tuple:
 def _vae_key_names(source: TensorSource) -> Dict[str, str]:
     """Official key -> key in the file, after stripping a known prefix."""
     keys = source.keys()
+    if any(marker in k for k in keys for marker in _LDM_MARKERS):
+        raise UnknownCheckpointError(
+            f"{source.path!r} is a VAE in ComfyUI/LDM key format (keys such as "
+            f"{_sample(k for k in keys if any(m in k for m in _LDM_MARKERS))}), which this loader "
+            f"does not read yet. Use the original-format HunyuanVideo VAE (official, diffusers or "
+            f"Comfy-Org/Kijai 'hunyuan_video_vae_bf16.safetensors' with keys like "
+            f"'decoder.up_blocks.0.resnets.0.norm1.weight').")
     for prefix in ("",) + KEY_PREFIXES:
         if prefix + _SENTINEL in source and prefix + "encoder.conv_in.conv.weight" in source:
             return {k[len(prefix):]: k for k in keys if k.startswith(prefix)}

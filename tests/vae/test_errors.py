@@ -20,8 +20,10 @@ def test_encode_input_errors(tiny_vae, shape, match):
         tiny_vae.encode(torch.zeros(shape))
 
 
-def test_single_frame_encodes_to_one_latent(tiny_vae):
-    assert tiny_vae.encode(torch.zeros(2, 3, 1, 16, 24)).shape == (2, 4, 1, 2, 3)
+def test_single_frame_round_trip(tiny_vae):
+    latents = tiny_vae.encode(torch.zeros(2, 3, 1, 16, 24))
+    assert latents.shape == (2, 4, 1, 2, 3)
+    assert tiny_vae.decode(latents).shape == (2, 3, 1, 16, 24)
 
 
 def test_decode_latent_channel_mismatch(tiny_vae):
@@ -63,6 +65,14 @@ def test_transformer_file_given_as_vae(tmp_path):
     save_file({"double_blocks.0.img_attn_qkv.weight": torch.zeros(6, 2),
                "img_in.proj.weight": torch.zeros(2, 2, 1, 2, 2)}, str(path))
     with pytest.raises(UnknownCheckpointError, match="transformer .*not a VAE.*load_transformer"):
+        load_vae(path)
+
+
+def test_ldm_layout_vae_gets_a_clear_error(tmp_path):
+    path = tmp_path / "comfy_vae.safetensors"
+    save_file({"decoder.mid.attn_1.q.weight": torch.zeros(2, 2, 1, 1, 1),
+               "post_quant_conv.weight": torch.zeros(2, 2, 1, 1, 1)}, str(path))
+    with pytest.raises(UnknownCheckpointError, match="LDM key format.*original-format"):
         load_vae(path)
 
 
