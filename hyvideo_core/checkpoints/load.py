@@ -18,6 +18,7 @@ from ..errors import CheckpointError, IncompatibleWeightsError, InputError
 from ..model import HunyuanVideoTransformer
 from ..quant.cast import cast_weights_on_the_fly, set_fp8_scale
 from ..quant.fp8 import official_map_path, split_scale_keys
+from ..quant.packed import attach_packed_weights, packed_tensors
 from ..attention import resolve_backend
 from .detect import detect_variant
 from .io import TensorSource, load_pickle_weights, open_weights, strip_prefix
@@ -79,8 +80,11 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
         model = HunyuanVideoTransformer(spec.transformer)
     _check_keys(model, source, spec)
 
-    state, storage = {}, None
+    packed = packed_tensors(source)  # GGUF-quantised weights stay packed (attached below)
+    state, storage = {}, (torch.bfloat16 if packed else None)
     for key in model.state_dict():
+        if key in packed:
+            continue
         tensor = source.get(key)
         module = key.rsplit(".", 1)[0]
         if tensor.dtype in _FP8 and module not in scales:
@@ -92,7 +96,8 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
         if key.endswith("weight") and tensor.dim() >= 2:
             storage = storage or tensor.dtype
         state[key] = tensor.to(device)
-    model.load_state_dict(state, strict=True, assign=True)
+    model.load_state_dict(state, strict=not packed, assign=True)
+    attach_packed_weights(model, packed, device)
 
     if dtype is None:
         for module_name, scale in scales.items():
