@@ -68,3 +68,37 @@ def get_variant(name: str) -> VariantSpec:
     except KeyError:
         raise InputError(
             f"unknown variant {name!r}; known variants: {', '.join(sorted(VARIANTS))}") from None
+
+
+# -- the toy world (hyvideo_core/toy): the embedded default trained by hyvideo_core.finetune ----
+# A 64x64x17 clip is 5x8x8 latents -> 80 image tokens. Same classes as the real model.
+_TOY = TransformerConfig(
+    in_channels=16, out_channels=16, hidden_size=128, heads_num=4,
+    double_depth=2, single_depth=2, refiner_depth=2, mlp_width_ratio=4.0,
+    patch_size=(1, 2, 2), rope_axes=(8, 12, 12), rope_theta=256.0,
+    text_states_dim=64, text_states_dim_2=32, guidance_embed=True,
+)
+
+# scaling_factor = 1 / std of the trained toy VAE's latents over training clips (scripts/train_toy.py).
+_TOY_VAE = VaeConfig(
+    latent_channels=16, block_out_channels=(8, 16, 32, 64), layers_per_block=1, norm_num_groups=4,
+    scaling_factor=1.0, tile_sample_size=128, tile_sample_frames=32,
+)
+
+for _spec in (
+    VariantSpec(
+        name="toy",
+        description="toy-world model (64x64x17): guidance-distilled student with embedded guidance",
+        transformer=_TOY, vae=_TOY_VAE,
+        sampler=SamplerDefaults(steps=16, shift=3.0, embedded_guidance=4.0),
+        is_test_variant=True,
+    ),
+    VariantSpec(
+        name="toy-teacher",
+        description="toy-world CFG teacher (no guidance embedding; true CFG)",
+        transformer=replace(_TOY, guidance_embed=False), vae=_TOY_VAE,
+        sampler=SamplerDefaults(steps=16, shift=3.0, embedded_guidance=None, cfg_scale=4.0),
+        is_test_variant=True,
+    ),
+):
+    VARIANTS[_spec.name] = _spec
