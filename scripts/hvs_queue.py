@@ -253,14 +253,14 @@ def _map_widgets(class_type: str, values: Any, specs: list[tuple[str, list, str]
     values = list(values or [])
     layouts = list(_widget_layouts(specs))
 
-    def fits(layout) -> bool:
-        if len(layout) != len(values):
-            return False
-        return all(values[i] in CONTROL_VALUES for i, (_, k) in enumerate(layout) if k == "control")
+    def controls_ok(layout) -> bool:
+        return all(i < len(values) and values[i] in CONTROL_VALUES
+                   for i, (_, k) in enumerate(layout) if k == "control")
 
-    chosen = next((lay for lay in layouts if fits(lay)), None)
-    if chosen is None:  # no exact fit: use the full (old front-end) layout, extra values ignored
-        chosen = layouts[0]
+    chosen = next((lay for lay in layouts if len(lay) == len(values) and controls_ok(lay)), None)
+    if chosen is None:  # extra trailing values (front-end-only widgets): longest layout that fits
+        shorter = [lay for lay in layouts if len(lay) < len(values) and controls_ok(lay)]
+        chosen = max(shorter, key=len) if shorter else layouts[0]
     out: dict[str, Any] = {}
     for (name, kind), value in zip(chosen, values):
         if kind == "value" and name is not None:

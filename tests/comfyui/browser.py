@@ -3,6 +3,7 @@ scripts/hvs_queue.py), used to load workflows into the real ComfyUI front end.""
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -209,6 +210,19 @@ _LOAD_JS = r"""
 """
 
 
+@contextlib.contextmanager
+def open_frontend(chromium: Chromium, server_url: str, timeout: float = 90.0):
+    """A Page with the ComfyUI front end fully set up (window.app ready, our extension loaded)."""
+    page = chromium.new_page(server_url + "/")
+    try:
+        if not page.wait_for("!!(window.app && window.app.graph && window.LiteGraph && app.canvas)", timeout=timeout):
+            raise CDPError("the ComfyUI front end did not finish loading: " + "; ".join(page.js_errors()))
+        page.wait_for(f"(app.extensions || []).some((e) => e.name === {json.dumps(EXTENSION_NAME)})", timeout=5)
+        yield page
+    finally:
+        chromium.close_page(page)
+
+
 def load_workflow(chromium: Chromium, server_url: str, workflow: dict, name: str,
                   artifacts: Path = ARTIFACTS) -> dict:
     """Open the front end, load ``workflow`` (UI format via app.loadGraphData, API format via
@@ -216,11 +230,7 @@ def load_workflow(chromium: Chromium, server_url: str, workflow: dict, name: str
     {missing, extension_registered, extensions, js_errors, dialogText, loadError, prompt,
      promptError, nodeCount, hvsNodeTypes, screenshot}. ``prompt`` is the front end's own
     graphToPrompt() output (UI format only)."""
-    page = chromium.new_page(server_url + "/")
-    try:
-        if not page.wait_for("!!(window.app && window.app.graph && window.LiteGraph && app.canvas)", timeout=90):
-            raise CDPError("the ComfyUI front end did not finish loading: " + "; ".join(page.js_errors()))
-        page.wait_for(f"(app.extensions || []).some((e) => e.name === {json.dumps(EXTENSION_NAME)})", timeout=5)
+    with open_frontend(chromium, server_url) as page:
         result = page.evaluate(f"{_LOAD_JS}({json.dumps(workflow)})", timeout=90)
         time.sleep(0.3)  # let the canvas paint
         shot = page.screenshot(Path(artifacts) / f"frontend_{name}.png")
@@ -229,5 +239,3 @@ def load_workflow(chromium: Chromium, server_url: str, workflow: dict, name: str
         result["extension_registered"] = EXTENSION_NAME in result["extensions"]
         result["screenshot"] = str(shot)
         return result
-    finally:
-        chromium.close_page(page)

@@ -116,3 +116,13 @@ def test_ui_to_api_new_frontend_layout(comfyui_server):
     by_id[15]["widgets_values"] = {"upscale_method": "bilinear", "width": 64, "height": 48, "crop": "disabled"}
     api = harness.hvs_queue.ui_to_api(wf, info)
     assert {k: v["inputs"] for k, v in api.items()} == EXPECTED_CONVERSION
+
+
+def test_ui_to_api_ignores_trailing_frontend_widgets(comfyui_server):
+    """a front-end-only widget (e.g. a preview) saved after the real ones does not shift values"""
+    wf = json.loads((FIX / "core_conversion_ui.json").read_text())
+    by_id = {n["id"]: n for n in wf["nodes"]}
+    by_id[6]["widgets_values"] = by_id[6]["widgets_values"] + [None]
+    by_id[15]["widgets_values"] = by_id[15]["widgets_values"] + ["preview"]
+    api = harness.hvs_queue.ui_to_api(wf, comfyui_server.object_info())
+    assert {k: v["inputs"] for k, v in api.items()} == EXPECTED_CONVERSION
