@@ -154,7 +154,7 @@ def save_transformer(model: HunyuanVideoTransformer, path: str | os.PathLike, la
         if dtype is not None:
             tensor = (tensor.float() * scale if scale is not None and key.endswith(".weight") else tensor).to(dtype)
         elif scale is not None and key.endswith(".weight"):
-            state[key.rsplit(".", 1)[0] + ".scale_weight"] = scale.reshape(1).float().cpu()
+            state[key.rsplit(".", 1)[0] + ".scale_weight"] = scale.reshape(()).float().cpu()
         state[key] = tensor.detach().cpu().contiguous()
     state = from_native(state, LAYOUTS[layout], model.config) if layout != "official" else state
     if scaled and dtype is None:

@@ -22,7 +22,7 @@ def quantize_fp8(weight: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
     """Per-tensor absmax quantisation, as the official fp8 checkpoint was made."""
     scale = weight.float().abs().amax().clamp_min(1e-12) / E4M3_MAX
     q = (weight.float() / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
-    return q, scale.reshape(1)
+    return q, scale.reshape(())  # 0-d, as ComfyUI fp8_scaled files store it
 
 
 def dequantize_fp8(weight: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -47,3 +47,26 @@ def split_scale_keys(keys) -> Tuple[Dict[str, str], set]:
         elif key in MARKER_KEYS or key.endswith(IGNORED_SUFFIXES):
             extra.add(key)
     return scales, extra
+
+
+def prepare_fp8_linears(model, names) -> None:
+    """Turn the named ``nn.Linear`` layers into fp8-storage layers before loading a state dict:
+    an empty e4m3fn weight and a persistent ``scale_weight`` that the file fills in. They then
+    dequantize on the fly like every other scaled layer (``quant.cast.CastLinear``)."""
+    from torch import nn
+
+    from .cast import CastLinear
+
+    for name in names:
+        layer = model.get_submodule(name)
+        if not isinstance(layer, nn.Linear):
+            continue
+        layer.__class__ = CastLinear
+        layer.weight = nn.Parameter(torch.empty_like(layer.weight, dtype=torch.float8_e4m3fn), requires_grad=False)
+        layer.register_buffer("scale_weight", torch.ones((), device=layer.weight.device))
+
+
+def is_fp8_linear(module) -> bool:
+    from torch import nn
+
+    return isinstance(module, nn.Linear) and module.weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2)

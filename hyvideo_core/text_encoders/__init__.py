@@ -6,7 +6,7 @@ Public API (module paths for ``hyvideo_core.__init__._EXPORTS``)::
 
 Submodules: ``templates`` (official templates, computed crop), ``tokenizer_loading`` (offline
 tokenizer discovery), ``weight_layouts`` (format detection, key normalisation), ``gguf_llama``
-(GGUF reading), ``fp8_linear``, ``encoder_models`` (network building), ``embedding_cache``.
+(GGUF reading), ``encoder_models`` (network building), ``embedding_cache``.
 """
 from __future__ import annotations
 

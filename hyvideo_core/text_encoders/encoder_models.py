@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..errors import IncompatibleWeightsError, InputError
-from .fp8_linear import ScaledFp8Linear, quantize_fp8, swap_linears_for_fp8
+from ..quant.fp8 import is_fp8_linear, prepare_fp8_linears, quantize_fp8
 from .weight_layouts import LLAMA, TextEncoderWeights
 
 logger = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ def build_llm(weights: TextEncoderWeights, *, dtype: torch.dtype, fp8: bool, ski
     fp8_layers = set()
     if fp8:
         fp8_layers = {f"layers.{i}.{lin}" for i in range(cfg.num_hidden_layers) for lin in LLAMA_LINEARS}
-        swap_linears_for_fp8(model, fp8_layers)
+        prepare_fp8_linears(model, fp8_layers)
     _load_into(model, weights, dtype, fp8_layers)
     with torch.device("cpu"):  # the RoPE frequencies are a non-persistent buffer: rebuild off meta
         model.rotary_emb = type(model.rotary_emb)(config=cfg)
@@ -164,4 +164,4 @@ def _check_no_meta(model: nn.Module, path: str) -> None:
 
 
 def fp8_linear_count(module: nn.Module) -> int:
-    return sum(isinstance(m, ScaledFp8Linear) for m in module.modules())
+    return sum(is_fp8_linear(m) for m in module.modules())

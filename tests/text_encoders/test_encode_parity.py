@@ -10,7 +10,7 @@ from hyvideo_core.errors import InputError
 from hyvideo_core.text_encoders import encode_prompt, load_text_encoders
 from hyvideo_core.text_encoders.embedding_cache import EmbeddingCache
 from hyvideo_core.text_encoders.encoder_models import fp8_linear_count
-from hyvideo_core.text_encoders.fp8_linear import quantize_fp8
+from hyvideo_core.quant.fp8 import quantize_fp8
 from hyvideo_core.text_encoders.templates import IMAGE_TEMPLATE, VIDEO_TEMPLATE, compute_crop_start
 from tiny_text_models import llama_reference_hidden
 

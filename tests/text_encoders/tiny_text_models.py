@@ -126,7 +126,7 @@ def build_clip_model(seed: int = 0, vocab_size: int = 128):
 
 def fp8_scaled_state_dict(llama_state: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
     """ComfyUI fp8_scaled layout: fp8 linear weights + float32 ``scale_weight``; the rest fp16."""
-    from hyvideo_core.text_encoders.fp8_linear import quantize_fp8
+    from hyvideo_core.quant.fp8 import quantize_fp8
 
     out: Dict[str, torch.Tensor] = {}
     for k, v in llama_state.items():
