@@ -143,10 +143,7 @@ class CausalVideoVAE(nn.Module):
         (B, C_lat, n+1, H/8, W/8). ``tile``: None = official rules, False = never, or settings."""
         self._check_video(video)
         video = video.to(device=self.device, dtype=self.dtype)
-        tiling = self.tiling_plan(video.shape, tile, "encode")
-        spatial, temporal = encode_axes(self._tile_settings(tile) or TileSettings(), self._config)
-        with self._grad_mode():
-            return run_tiled(self.encode_tile, video, tiling, spatial, temporal, "encode", callback)
+        return self._run_tiled(self.encode_tile, video, tile, "encode", callback)
 
     def decode(self, z: torch.Tensor, tile: TileArg = None,
                callback: Optional[ProgressCallback] = None) -> torch.Tensor:
@@ -154,22 +151,28 @@ class CausalVideoVAE(nn.Module):
         ``tile``: None = official rules, False = never, or :class:`TileSettings`."""
         self._check_latents(z)
         z = z.to(device=self.device, dtype=self.dtype)
-        tiling = self.tiling_plan(z.shape, tile, "decode")
-        spatial, temporal = decode_axes(self._tile_settings(tile) or TileSettings(), self._config)
-        with self._grad_mode():
-            return run_tiled(self.decode_tile, z, tiling, spatial, temporal, "decode", callback)
+        return self._run_tiled(self.decode_tile, z, tile, "decode", callback)
 
     def tiling_plan(self, shape: Tuple[int, ...], tile: TileArg = None,
                     direction: str = "decode") -> TilingPlan:
         """Which axes ``encode``/``decode`` would tile for an input of ``shape``, and how many tiles."""
+        return self._plan(shape, tile, direction)[0]
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _plan(self, shape: Tuple[int, ...], tile: TileArg, direction: str):
         if direction not in ("encode", "decode"):
             raise InputError(f"direction must be 'encode' or 'decode', found {direction!r}.")
         settings = self._tile_settings(tile)
         axes = decode_axes if direction == "decode" else encode_axes
         spatial, temporal = axes(settings or TileSettings(), self._config)
-        return plan(torch.Size(shape), settings, spatial, temporal)
+        return plan(torch.Size(shape), settings, spatial, temporal), spatial, temporal
 
-    # -- helpers ----------------------------------------------------------------------------
+    def _run_tiled(self, fn, x: torch.Tensor, tile: TileArg, direction: str,
+                   callback: Optional[ProgressCallback]) -> torch.Tensor:
+        tiling, spatial, temporal = self._plan(x.shape, tile, direction)
+        with self._grad_mode():
+            return run_tiled(fn, x, tiling, spatial, temporal, direction, callback)
 
     def _tile_settings(self, tile: TileArg) -> Optional[TileSettings]:
         if tile is None or tile is True:
