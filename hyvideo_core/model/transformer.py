@@ -7,7 +7,7 @@ embedded guidance scale. Attribute names are the official checkpoint keys.
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import nn
@@ -38,6 +38,7 @@ class HunyuanVideoTransformer(nn.Module):
         self.attention_backend: Optional[str] = None
         self.variant: Optional[str] = None
         self._rope_cache: Dict[Tuple, Tuple[torch.Tensor, torch.Tensor]] = {}
+        self.block_runner: Optional[BlockRunner] = None  # None = run_blocks
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text_states: torch.Tensor,
                 text_mask: Optional[torch.Tensor], text_states_2: torch.Tensor,
@@ -71,15 +72,11 @@ class HunyuanVideoTransformer(nn.Module):
         mask = None if text_mask is None else torch.cat(
             [torch.ones(img.shape[:2], dtype=torch.bool, device=img.device), text_mask], dim=1)
 
-        # 3. dual-stream blocks, then single-stream blocks over [image | text]
-        for block in self.double_blocks:
-            img, txt = block(img, txt, vec, rope, mask, backend)
-        joint = torch.cat([img, txt], dim=1)
-        for block in self.single_blocks:
-            joint = block(joint, vec, rope, img.shape[1], mask, backend)
+        # 3. the blocks (a pass such as step caching may replace the runner)
+        img = (self.block_runner or run_blocks)(self, img, txt, vec, rope, mask, backend)
 
         # 4. final adaLN + projection of the image tokens, back to the latent grid
-        return self.unpatchify(self.final_layer(joint[:, : img.shape[1]], vec), grid)
+        return self.unpatchify(self.final_layer(img, vec), grid)
 
     def token_grid(self, latent_thw) -> Tuple[int, int, int]:
         return tuple(n // p for n, p in zip(latent_thw, self.config.patch_size))
@@ -123,6 +120,20 @@ class HunyuanVideoTransformer(nn.Module):
                              "scale × 1000, e.g. torch.full((B,), 6000.0)")
         if guidance is not None and cfg.guidance_embed and guidance.shape != (b,):
             raise InputError(f"guidance: expected shape ({b},), found {tuple(guidance.shape)}")
+
+
+BlockRunner = Callable[..., torch.Tensor]
+
+
+def run_blocks(model: HunyuanVideoTransformer, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor,
+               rope, mask: Optional[torch.Tensor], backend: Optional[str]) -> torch.Tensor:
+    """Dual-stream blocks, then single-stream blocks over [image | text]; returns the image tokens."""
+    for block in model.double_blocks:
+        img, txt = block(img, txt, vec, rope, mask, backend)
+    joint = torch.cat([img, txt], dim=1)
+    for block in model.single_blocks:
+        joint = block(joint, vec, rope, img.shape[1], mask, backend)
+    return joint[:, : img.shape[1]]
 
 
 def drop_common_padding(text_states: torch.Tensor, text_mask: Optional[torch.Tensor]):
