@@ -45,6 +45,12 @@ VARIANTS: Dict[str, VariantSpec] = {
             sampler=SamplerDefaults(embedded_guidance=None, cfg_scale=6.0),
         ),
         VariantSpec(
+            name="i2v-720p-concat",
+            description="HunyuanVideo-I2V 13B, first release: latent_concat (33 input channels), no guidance input",
+            transformer=replace(_T2V_720P, in_channels=33, condition_type="latent_concat"),
+            sampler=SamplerDefaults(shift=17.0, embedded_guidance=None),
+        ),
+        VariantSpec(
             name="tiny",
             description="test-size T2V with embedded guidance (2 double, 2 single, 2 refiner blocks)",
             transformer=_TINY, vae=_TINY_VAE,
@@ -56,6 +62,13 @@ VARIANTS: Dict[str, VariantSpec] = {
             description="test-size T2V without guidance embedding",
             transformer=replace(_TINY, guidance_embed=False), vae=_TINY_VAE,
             sampler=SamplerDefaults(steps=8, shift=7.0, embedded_guidance=None),
+            is_test_variant=True,
+        ),
+        VariantSpec(
+            name="tiny-i2v-concat",
+            description="test-size image-to-video, latent_concat (2·4+1 input channels), no guidance input",
+            transformer=replace(_TINY, in_channels=9, guidance_embed=False, condition_type="latent_concat"),
+            vae=_TINY_VAE, sampler=SamplerDefaults(steps=8, shift=7.0, embedded_guidance=None),
             is_test_variant=True,
         ),
     )

@@ -13,7 +13,7 @@ from hyvideo_core.config import TransformerConfig
 from hyvideo_core.quant.fp8 import quantize_fp8
 
 
-def diffusers_transformer(cfg: TransformerConfig, seed: int = 0):
+def diffusers_transformer(cfg: TransformerConfig, seed: int = 0, image_condition_type=None):
     from diffusers import HunyuanVideoTransformer3DModel
 
     torch.manual_seed(seed)
@@ -24,6 +24,7 @@ def diffusers_transformer(cfg: TransformerConfig, seed: int = 0):
         patch_size_t=cfg.patch_size[0], qk_norm="rms_norm", guidance_embeds=cfg.guidance_embed,
         text_embed_dim=cfg.text_states_dim, pooled_projection_dim=cfg.text_states_dim_2,
         rope_theta=cfg.rope_theta, rope_axes_dim=cfg.rope_axes,
+        image_condition_type=image_condition_type or cfg.condition_type,
     ).eval()
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from ..attention import attention
 from ..config import TransformerConfig
-from .layers import MLP, Modulation, RMSNorm, layer_norm, modulate
+from .layers import MLP, Conditioning, Modulation, ModulationOut, RMSNorm, layer_norm, modulate
 from .rope import apply_rope
 
 Rope = Tuple[torch.Tensor, torch.Tensor]
@@ -35,20 +35,20 @@ class DoubleStreamBlock(nn.Module):
             setattr(self, f"{stream}_attn_proj", nn.Linear(d, d))
             setattr(self, f"{stream}_mlp", MLP(d, cfg.mlp_hidden, nn.GELU(approximate="tanh")))
 
-    def _project_qkv(self, stream: str, x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor):
-        h = modulate(layer_norm(x), shift, scale).to(x.dtype)
+    def _project_qkv(self, stream: str, x: torch.Tensor, mod: ModulationOut):
+        h = mod.modulate(layer_norm(x), 0).to(x.dtype)
         q, k, v = split_heads(getattr(self, f"{stream}_attn_qkv")(h), self.heads)
         return getattr(self, f"{stream}_attn_q_norm")(q), getattr(self, f"{stream}_attn_k_norm")(k), v
 
-    def forward(self, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor, rope: Rope,
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, cond: Conditioning, rope: Rope,
                 mask: Optional[torch.Tensor], backend: Optional[str]) -> Tuple[torch.Tensor, torch.Tensor]:
-        img_shift1, img_scale1, img_gate1, img_shift2, img_scale2, img_gate2 = self.img_mod(vec)
-        txt_shift1, txt_scale1, txt_gate1, txt_shift2, txt_scale2, txt_gate2 = self.txt_mod(vec)
+        # adaLN chunks: shift1, scale1, gate1 (attention), shift2, scale2, gate2 (MLP)
+        img_mod, txt_mod = self.img_mod(cond), self.txt_mod(cond.vec)
 
         # 1. per-stream q/k/v with RMS q/k norm; RoPE on image tokens only
-        img_q, img_k, img_v = self._project_qkv("img", img, img_shift1, img_scale1)
+        img_q, img_k, img_v = self._project_qkv("img", img, img_mod)
         img_q, img_k = apply_rope(img_q, *rope), apply_rope(img_k, *rope)
-        txt_q, txt_k, txt_v = self._project_qkv("txt", txt, txt_shift1, txt_scale1)
+        txt_q, txt_k, txt_v = self._project_qkv("txt", txt, txt_mod)
 
         # 2. joint attention over [image tokens | text tokens]
         attn = attention(torch.cat([img_q, txt_q], 1), torch.cat([img_k, txt_k], 1),
@@ -56,10 +56,10 @@ class DoubleStreamBlock(nn.Module):
         img_attn, txt_attn = attn[:, : img.shape[1]], attn[:, img.shape[1]:]
 
         # 3. gated residuals: attention projection, then modulated MLP
-        img = img + self.img_attn_proj(img_attn) * img_gate1[:, None]
-        img = img + self.img_mlp(modulate(layer_norm(img), img_shift2, img_scale2).to(img.dtype)) * img_gate2[:, None]
-        txt = txt + self.txt_attn_proj(txt_attn) * txt_gate1[:, None]
-        txt = txt + self.txt_mlp(modulate(layer_norm(txt), txt_shift2, txt_scale2).to(txt.dtype)) * txt_gate2[:, None]
+        img = img + img_mod.gate(self.img_attn_proj(img_attn), 2)
+        img = img + img_mod.gate(self.img_mlp(img_mod.modulate(layer_norm(img), 3).to(img.dtype)), 5)
+        txt = txt + txt_mod.gate(self.txt_attn_proj(txt_attn), 2)
+        txt = txt + txt_mod.gate(self.txt_mlp(txt_mod.modulate(layer_norm(txt), 3).to(txt.dtype)), 5)
         return img, txt
 
 
@@ -80,17 +80,17 @@ class SingleStreamBlock(nn.Module):
         self.mlp_act = nn.GELU(approximate="tanh")
         self.modulation = Modulation(d, factor=3)
 
-    def forward(self, x: torch.Tensor, vec: torch.Tensor, rope: Rope, img_len: int,
+    def forward(self, x: torch.Tensor, cond: Conditioning, rope: Rope, img_len: int,
                 mask: Optional[torch.Tensor], backend: Optional[str]) -> torch.Tensor:
-        shift, scale, gate = self.modulation(vec)
-        h = modulate(layer_norm(x), shift, scale).to(x.dtype)
+        mod = self.modulation(cond)  # shift, scale, gate
+        h = mod.modulate(layer_norm(x), 0).to(x.dtype)
         qkv, mlp_in = self.linear1(h).split([3 * self.hidden_size, self.mlp_hidden], dim=-1)
         q, k, v = split_heads(qkv, self.heads)
         q, k = self.q_norm(q), self.k_norm(k)
         q = torch.cat([apply_rope(q[:, :img_len], *rope), q[:, img_len:]], 1)
         k = torch.cat([apply_rope(k[:, :img_len], *rope), k[:, img_len:]], 1)
         attn = attention(q, k, v, mask=mask, backend=backend).flatten(2)
-        return x + self.linear2(torch.cat([attn, self.mlp_act(mlp_in)], -1)) * gate[:, None]
+        return x + mod.gate(self.linear2(torch.cat([attn, self.mlp_act(mlp_in)], -1)), 2)
 
 
 class FinalLayer(nn.Module):

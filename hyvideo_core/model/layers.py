@@ -1,7 +1,8 @@
 """Small shared layers: RMS q/k norm, non-affine LayerNorm, adaLN modulation, gated MLP."""
 from __future__ import annotations
 
-from typing import Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +33,36 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
     return x * (1 + scale[:, None].float()) + shift[:, None].float()
 
 
+@dataclass(frozen=True)
+class Conditioning:
+    """The conditioning vector (B, D), and for image-to-video token replacement a second vector
+    for the first ``first_tokens`` image tokens (the clean first frame, seen at t = 0)."""
+    vec: torch.Tensor
+    first: Optional[torch.Tensor] = None
+    first_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ModulationOut:
+    """adaLN chunks, each (B, D); ``first`` chunks apply to the first ``first_tokens`` tokens."""
+    chunks: Tuple[torch.Tensor, ...]
+    first: Optional[Tuple[torch.Tensor, ...]] = None
+    first_tokens: int = 0
+
+    def modulate(self, x: torch.Tensor, shift: int) -> torch.Tensor:
+        """x·(1 + chunk[shift+1]) + chunk[shift], in float32."""
+        return self._per_tokens(x, lambda part, c: modulate(part, c[shift], c[shift + 1]))
+
+    def gate(self, y: torch.Tensor, index: int) -> torch.Tensor:
+        return self._per_tokens(y, lambda part, c: part * c[index][:, None])
+
+    def _per_tokens(self, x, fn):
+        if self.first is None:
+            return fn(x, self.chunks)
+        n = self.first_tokens
+        return torch.cat([fn(x[:, :n], self.first), fn(x[:, n:], self.chunks)], dim=1)
+
+
 class Modulation(nn.Module):
     """SiLU -> Linear on the conditioning vector, split into ``factor`` (B, D) chunks."""
 
@@ -41,8 +72,13 @@ class Modulation(nn.Module):
         self.act = nn.SiLU()
         self.linear = nn.Linear(hidden_size, factor * hidden_size)
 
-    def forward(self, vec: torch.Tensor) -> Tuple[torch.Tensor, ...]:
-        return self.linear(self.act(vec)).chunk(self.factor, dim=-1)
+    def forward(self, cond: Union[Conditioning, torch.Tensor]) -> ModulationOut:
+        if isinstance(cond, torch.Tensor):
+            cond = Conditioning(cond)
+        chunks = self.linear(self.act(cond.vec)).chunk(self.factor, dim=-1)
+        if cond.first is None:
+            return ModulationOut(chunks)
+        return ModulationOut(chunks, self.linear(self.act(cond.first)).chunk(self.factor, dim=-1), cond.first_tokens)
 
 
 class MLP(nn.Module):

@@ -16,6 +16,7 @@ from ..config import TransformerConfig
 from ..errors import InputError
 from .blocks import DoubleStreamBlock, FinalLayer, SingleStreamBlock
 from .embeddings import MLPEmbedder, PatchEmbed, TimestepEmbedder
+from .layers import Conditioning
 from .rope import rope_tables
 from .token_refiner import SingleTokenRefiner
 
@@ -42,7 +43,7 @@ class HunyuanVideoTransformer(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text_states: torch.Tensor,
                 text_mask: Optional[torch.Tensor], text_states_2: torch.Tensor,
-                guidance: Optional[torch.Tensor] = None) -> torch.Tensor:
+                guidance: Optional[torch.Tensor] = None, *, token_replace: bool = False) -> torch.Tensor:
         """Velocity prediction.
 
         Args:
@@ -52,6 +53,8 @@ class HunyuanVideoTransformer(nn.Module):
             text_mask: (B, L), 1 = real token, right-padded (None = all real).
             text_states_2: (B, D_pooled) pooled CLIP vector.
             guidance: (B,) embedded guidance × 1000; required by guidance-distilled models.
+            token_replace: image-to-video with a clean first latent frame: its tokens are
+                modulated as at t = 0 (and without guidance), the rest as usual.
         Returns:
             (B, C_out, T, H, W) velocity.
         """
@@ -60,20 +63,24 @@ class HunyuanVideoTransformer(nn.Module):
         text_states, text_mask = drop_common_padding(text_states, text_mask)
 
         # 1. conditioning vector: timestep + pooled CLIP (+ embedded guidance)
-        vec = self.time_in(t, dtype) + self.vector_in(text_states_2.to(dtype))
+        pooled = self.vector_in(text_states_2.to(dtype))
+        vec = self.time_in(t, dtype) + pooled
         if self.guidance_in is not None:
             vec = vec + self.guidance_in(guidance, dtype)
+        grid = self.token_grid(x.shape[2:])
+        cond = Conditioning(vec)
+        if token_replace:
+            cond = Conditioning(vec, self.time_in(torch.zeros_like(t), dtype) + pooled, grid[1] * grid[2])
 
         # 2. tokens: patchified latents and refined text
         img = self.img_in(x.to(dtype))
-        grid = self.token_grid(x.shape[2:])
         txt = self.txt_in(text_states, t, text_mask, dtype, backend)
         rope = self.rope(grid, x.device)
         mask = None if text_mask is None else torch.cat(
             [torch.ones(img.shape[:2], dtype=torch.bool, device=img.device), text_mask], dim=1)
 
         # 3. the blocks (a pass such as step caching may replace the runner)
-        img = (self.block_runner or run_blocks)(self, img, txt, vec, rope, mask, backend)
+        img = (self.block_runner or run_blocks)(self, img, txt, cond, rope, mask, backend)
 
         # 4. final adaLN + projection of the image tokens, back to the latent grid
         return self.unpatchify(self.final_layer(img, vec), grid)
@@ -125,14 +132,14 @@ class HunyuanVideoTransformer(nn.Module):
 BlockRunner = Callable[..., torch.Tensor]
 
 
-def run_blocks(model: HunyuanVideoTransformer, img: torch.Tensor, txt: torch.Tensor, vec: torch.Tensor,
+def run_blocks(model: HunyuanVideoTransformer, img: torch.Tensor, txt: torch.Tensor, cond: Conditioning,
                rope, mask: Optional[torch.Tensor], backend: Optional[str]) -> torch.Tensor:
     """Dual-stream blocks, then single-stream blocks over [image | text]; returns the image tokens."""
     for block in model.double_blocks:
-        img, txt = block(img, txt, vec, rope, mask, backend)
+        img, txt = block(img, txt, cond, rope, mask, backend)
     joint = torch.cat([img, txt], dim=1)
     for block in model.single_blocks:
-        joint = block(joint, vec, rope, img.shape[1], mask, backend)
+        joint = block(joint, cond, rope, img.shape[1], mask, backend)
     return joint[:, : img.shape[1]]
 
 

@@ -105,7 +105,7 @@ class StepCache:
         else:
             self.stats.cached += 1
 
-    def __call__(self, model, img, txt, vec, rope, mask, backend) -> torch.Tensor:
+    def __call__(self, model, img, txt, cond, rope, mask, backend) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -115,11 +115,9 @@ class TeaCache(StepCache):
         super().__init__(model, threshold, num_steps)
         self.rescale = np.poly1d(coefficients)
 
-    def __call__(self, model, img, txt, vec, rope, mask, backend) -> torch.Tensor:
+    def __call__(self, model, img, txt, cond, rope, mask, backend) -> torch.Tensor:
         st = self._state()
-        first = model.double_blocks[0]
-        shift, scale = first.img_mod(vec)[:2]
-        modulated = modulate(layer_norm(img), shift, scale)
+        modulated = _first_modulated_input(model, img, cond)
         compute = True
         if st.previous is not None and st.residual is not None and not self._forced():
             st.accumulated += float(self.rescale(_rel_l1(modulated, st.previous)))
@@ -130,19 +128,30 @@ class TeaCache(StepCache):
         self._record(compute)
         if not compute:
             return img + st.residual
-        out = run_blocks(model, img, txt, vec, rope, mask, backend)
+        out = run_blocks(model, img, txt, cond, rope, mask, backend)
         st.residual = out - img
         return out
+
+
+def _first_modulated_input(model, img: torch.Tensor, cond) -> torch.Tensor:
+    """TeaCache's signal: the first double block's adaLN-modulated image input (float32)."""
+    first = model.double_blocks[0]
+    if hasattr(first, "ensure_weights"):  # block swap: bring the block's weights in first
+        first.ensure_weights()
+    mod = first.img_mod(cond)
+    if hasattr(mod, "modulate"):          # ModulationOut (chunks, optionally per-token groups)
+        return mod.modulate(layer_norm(img), 0)
+    return modulate(layer_norm(img), mod[0], mod[1])
 
 
 class FirstBlockCache(StepCache):
     def __init__(self, model, threshold: float = 0.05, num_steps: Optional[int] = None):
         super().__init__(model, threshold, num_steps)
 
-    def __call__(self, model, img, txt, vec, rope, mask, backend) -> torch.Tensor:
+    def __call__(self, model, img, txt, cond, rope, mask, backend) -> torch.Tensor:
         st = self._state()
         img0 = img
-        img, txt = model.double_blocks[0](img, txt, vec, rope, mask, backend)
+        img, txt = model.double_blocks[0](img, txt, cond, rope, mask, backend)
         first_residual = img - img0
         compute = (st.previous is None or st.residual is None or self._forced()
                    or _rel_l1(first_residual, st.previous) >= self.threshold)
@@ -152,10 +161,10 @@ class FirstBlockCache(StepCache):
         st.previous = first_residual   # compared against the last *computed* step, as ParaAttention does
         head = img
         for block in list(model.double_blocks)[1:]:
-            img, txt = block(img, txt, vec, rope, mask, backend)
+            img, txt = block(img, txt, cond, rope, mask, backend)
         joint = torch.cat([img, txt], dim=1)
         for block in model.single_blocks:
-            joint = block(joint, vec, rope, img.shape[1], mask, backend)
+            joint = block(joint, cond, rope, img.shape[1], mask, backend)
         out = joint[:, : img.shape[1]]
         st.residual = out - head
         return out
