@@ -152,3 +152,13 @@ def test_headless_client_reports_the_node_error(comfyui_server, tmp_path):
                           "--server", comfyui_server.url, "--out", str(tmp_path)],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and "4n+1" in out.stderr
+
+
+def test_pack_adds_under_a_second_to_start_up(comfyui_server):
+    """ComfyUI logs each pack's import time ("  0.1 seconds: …/custom_nodes/<pack>")."""
+    import re
+
+    times = [float(m.group(1)) for m in re.finditer(r"([\d.]+) seconds(?: \(IMPORT FAILED\))?: \S*" + harness.PACK_NAME,
+                                                    comfyui_server.log_text())]
+    assert times, "no import-time line for our pack in the server log"
+    assert times[-1] < 1.0, times
