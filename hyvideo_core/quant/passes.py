@@ -1,0 +1,102 @@
+"""Quantise a built transformer from outside: ``quantize_transformer(model, "fp8_e4m3fn")``.
+
+The official fp8 recipe (``hyvideo/modules/fp8_optimization.py``, and ComfyUI's ``fp8_scaled``
+files): only the Linear layers inside the double and single blocks are stored as float8 e4m3fn
+with one absmax scale per tensor; embedders, the token refiner, modulation outside blocks and
+the final layer stay in high precision. The result is numerically the same model that loading an
+official/ComfyUI fp8-scaled file gives.
+
+The layers become :class:`FP8Linear`. On a CUDA GPU with compute capability >= 8.9 (Ada,
+Hopper, Blackwell) and ``fp8_matmul=True`` the matmul itself runs in fp8 through
+``torch._scaled_mm`` with a dynamic per-tensor input scale; elsewhere it falls back to
+dequantise-then-matmul (weight-only fp8, as the official code does) with one log line.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Dict
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cast import CastLinear, set_fp8_scale
+from .fp8 import E4M3_MAX, quantize_fp8
+
+log = logging.getLogger(__name__)
+
+SCHEMES = ("fp8_e4m3fn",)
+BLOCK_PREFIXES = ("double_blocks.", "single_blocks.")
+_fallback_logged: set = set()
+
+
+def fp8_matmul_unavailable(device: torch.device) -> str | None:
+    """None if ``torch._scaled_mm`` can run on ``device``, else why not."""
+    if device.type != "cuda":
+        return f"fp8 matmul needs a CUDA GPU, tensors are on {device.type}"
+    if not hasattr(torch, "_scaled_mm"):
+        return "this torch has no torch._scaled_mm"
+    cap = torch.cuda.get_device_capability(device)
+    if cap < (8, 9):
+        return f"fp8 matmul needs compute capability >= 8.9, this GPU has {cap[0]}.{cap[1]}"
+    return None
+
+
+class FP8Linear(CastLinear):
+    """fp8 e4m3fn weight + per-tensor ``scale_weight``; fp8 GEMM where the hardware has it."""
+
+    fp8_matmul: bool = True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fp8_matmul:
+            reason = fp8_matmul_unavailable(x.device)
+            if reason is None and self.in_features % 16 == 0 and self.out_features % 16 == 0:
+                return self._scaled_mm(x)
+            if reason is not None and reason not in _fallback_logged:
+                _fallback_logged.add(reason)
+                log.info("%s; fp8 layers dequantise their weights and multiply in %s", reason, x.dtype)
+        return super().forward(x)
+
+    def _scaled_mm(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        x_scale = (x2.abs().amax().float() / E4M3_MAX).clamp_min(1e-12)
+        xq = (x2 / x_scale.to(x2.dtype)).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+        out_dtype = x.dtype if x.dtype in (torch.bfloat16, torch.float16) else torch.bfloat16
+        bias = None if self.bias is None else self.bias.to(out_dtype)
+        y = torch._scaled_mm(xq, self.weight.t(), scale_a=x_scale, scale_b=self.scale_weight.float(),
+                             bias=bias, out_dtype=out_dtype)
+        return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
+
+
+def _block_linears(model: nn.Module):
+    for name, module in model.named_modules():
+        if name.startswith(BLOCK_PREFIXES) and isinstance(module, nn.Linear):
+            yield name, module
+
+
+def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmul: bool = True) -> Dict[str, int]:
+    """Quantise the block Linear weights of ``model`` in place; returns {"quantized": n, "skipped": m}.
+
+    Layers already stored in fp8 or GGUF are left alone (counted as skipped)."""
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown quantisation scheme {scheme!r}; supported: {', '.join(SCHEMES)} "
+                         f"(GGUF files are quantised already: load them with load_transformer)")
+    done = skipped = 0
+    for name, layer in _block_linears(model):
+        weight = layer.weight
+        if type(layer) not in (nn.Linear, CastLinear, FP8Linear) or not weight.dtype.is_floating_point \
+                or weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+            if isinstance(layer, FP8Linear) or weight.dtype == torch.float8_e4m3fn:
+                layer.__class__ = FP8Linear
+                layer.fp8_matmul = fp8_matmul
+            skipped += 1
+            continue
+        q, scale = quantize_fp8(weight.detach())
+        layer.weight = nn.Parameter(q, requires_grad=False)
+        set_fp8_scale(layer, scale.to(q.device))
+        layer.__class__ = FP8Linear
+        layer.fp8_matmul = fp8_matmul
+        done += 1
+    log.info("quantize_transformer(%s): %d block linears quantised, %d skipped", scheme, done, skipped)
+    return {"quantized": done, "skipped": skipped}
