@@ -1,0 +1,1 @@
+"""Fine-tuning engine for the HunyuanVideo transformer (flow matching, LoRA, EMA, exact resume)."""

@@ -1,0 +1,325 @@
+"""Training data: buckets, the on-disk cache of latents and text embeddings, and the sampler.
+
+Cache layout (one folder)::
+
+    cache.json                    manifest: entries, buckets, scaling factor, text dims
+    clips/<id>.safetensors        latents (C, T, h, w) raw (unscaled) VAE latents of the bucketed clip,
+                                  text_states (L, D) real tokens only, text_states_2 (D2,)
+    null.safetensors              embeddings of the empty prompt (caption dropout / CFG)
+
+Clip sources: a folder of videos (``.mp4`` / ``.webm`` / ``.gif``…) each with a ``.txt`` caption
+of the same stem, or the toy world (``toy:<n>[:<seed>]``).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, InputError
+from .checkpoint import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+Bucket = Tuple[int, int, int]          # (frames, height, width) in pixels
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
+
+
+# ------------------------------------------------------------------------------------------
+# buckets
+
+
+def parse_buckets(spec: Sequence) -> List[Bucket]:
+    """Buckets from ``[(17, 64, 64), "33x128x96", ...]``; frames must be 4n+1, sizes multiples of 16."""
+    out = []
+    for b in spec:
+        f, h, w = (int(v) for v in (b.split("x") if isinstance(b, str) else b))
+        if (f - 1) % 4 or f < 1:
+            raise InputError(f"bucket {b}: frames must be 4n+1 (1, 5, ..., 17, 33, ...); found {f}")
+        if h % 16 or w % 16 or h < 16 or w < 16:
+            raise InputError(f"bucket {b}: height and width must be multiples of 16; found {h}x{w}")
+        out.append((f, h, w))
+    if not out:
+        raise InputError("at least one bucket (frames, height, width) is needed")
+    return out
+
+
+def assign_bucket(frames: int, height: int, width: int, buckets: Sequence[Bucket], name: str = "clip") -> Bucket:
+    """The bucket for a clip: nearest aspect ratio, then the longest duration the clip can fill,
+    then the largest area. A clip shorter than every bucket of its aspect ratio is an error."""
+    aspect = math.log(width / height)
+    by_ar = sorted({(round(abs(math.log(w / h) - aspect), 6), h, w) for _, h, w in buckets})
+    best = by_ar[0][0]
+    candidates = [b for b in buckets if round(abs(math.log(b[2] / b[1]) - aspect), 6) == best]
+    fitting = [b for b in candidates if b[0] <= frames]
+    if not fitting:
+        shortest = min(b[0] for b in candidates)
+        raise InputError(f"{name} has {frames} frames, fewer than the shortest bucket for its {width}x{height} "
+                         f"aspect ratio ({shortest} frames); drop the clip or add a shorter bucket "
+                         f"(buckets: {list(buckets)})")
+    return max(fitting, key=lambda b: (b[0], b[1] * b[2]))
+
+
+def fit_to_bucket(frames: np.ndarray, bucket: Bucket) -> torch.Tensor:
+    """uint8 (F, H, W, 3) -> (3, f, h, w) in [-1, 1]: the first f frames, resized to cover the
+    bucket (area filter) and centre-cropped."""
+    f, h, w = bucket
+    video = torch.from_numpy(np.ascontiguousarray(frames[:f])).permute(3, 0, 1, 2).float() / 127.5 - 1
+    H, W = video.shape[-2:]
+    if (H, W) != (h, w):
+        s = max(h / H, w / W)
+        nh, nw = max(h, round(H * s)), max(w, round(W * s))
+        video = torch.nn.functional.interpolate(video, size=(nh, nw), mode="area" if s < 1 else "bilinear",
+                                                **({} if s < 1 else {"align_corners": False}))
+        top, left = (nh - h) // 2, (nw - w) // 2
+        video = video[..., top:top + h, left:left + w]
+    return video.clamp(-1, 1).contiguous()
+
+
+# ------------------------------------------------------------------------------------------
+# clip sources
+
+
+@dataclass
+class RawClip:
+    id: str
+    frames: np.ndarray     # (F, H, W, 3) uint8
+    caption: str
+
+
+def folder_source(folder: str) -> Iterator[RawClip]:
+    """Videos with same-stem ``.txt`` captions. Clear errors for a missing, empty or unreadable folder."""
+    from ..video_io import read_video
+
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"dataset folder {folder!r} does not exist or is not a folder")
+    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not videos:
+        raise InputError(f"dataset folder {folder!r} holds no videos ({', '.join(VIDEO_EXTENSIONS)}) with "
+                         f"same-name .txt captions; found {len(list(root.iterdir()))} other file(s)")
+    for p in videos:
+        cap = p.with_suffix(".txt")
+        if not cap.is_file():
+            raise InputError(f"{p.name} has no caption file {cap.name} next to it")
+        try:
+            frames, _ = read_video(p)
+        except Exception as e:  # noqa: BLE001 - any decoder failure becomes one clear message
+            raise InputError(f"could not read video {str(p)!r} ({type(e).__name__}: {e}); re-encode it as H.264 .mp4 "
+                             f"or remove it from the dataset") from None
+        yield RawClip(p.stem, frames, cap.read_text().strip())
+
+
+def toy_source(n: int, seed: int = 0, geometries: Optional[Sequence[Bucket]] = None, split: str = "train") -> Iterator[RawClip]:
+    from ..toy.world import ToyWorld
+
+    world = ToyWorld(seed, split=split, geometries=geometries)
+    for i in range(n):
+        clip = world[i]
+        yield RawClip(f"toy{seed}_{i:06d}", clip.frames, clip.caption)
+
+
+def open_source(spec: str, geometries: Optional[Sequence[Bucket]] = None) -> Iterator[RawClip]:
+    if spec.startswith("toy:"):
+        parts = spec.split(":")
+        return toy_source(int(parts[1]), int(parts[2]) if len(parts) > 2 else 0, geometries)
+    return folder_source(spec)
+
+
+# ------------------------------------------------------------------------------------------
+# caching
+
+
+TextEncodeFn = Callable[[List[str]], Tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def encoders_text_fn(encoders, template: str = "video", max_length: int = 256) -> TextEncodeFn:
+    from ..text_encoders import encode_prompt
+
+    def encode(prompts: List[str]):
+        e = encode_prompt(encoders, prompts, template=template, max_length=max_length)
+        return e.text_states.float().cpu(), e.text_mask.cpu(), e.text_states_2.float().cpu()
+    return encode
+
+
+def cache_dataset(out_dir: str, clips: Iterator[RawClip], vae, encode_text: TextEncodeFn,
+                  buckets: Sequence[Bucket], skip_short: bool = False, batch: int = 1) -> dict:
+    """Encode every clip into ``out_dir`` (latents with the VAE, captions with ``encode_text``).
+    Existing entries are kept, so an interrupted cache run continues where it stopped."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    (out / "clips").mkdir(parents=True, exist_ok=True)
+    manifest_path = out / "cache.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"entries": []}
+    done = {e["id"] for e in manifest["entries"]}
+    text_cache: Dict[str, Tuple[torch.Tensor, ...]] = {}
+
+    def text(prompt: str):
+        if prompt not in text_cache:
+            states, mask, pooled = encode_text([prompt])
+            n = max(1, int(mask[0].sum()))
+            text_cache[prompt] = (states[0, :n].contiguous(), pooled[0].contiguous())
+        return text_cache[prompt]
+
+    count = skipped = 0
+    for clip in clips:
+        count += 1
+        if clip.id in done:
+            continue
+        f, h, w, _ = clip.frames.shape
+        try:
+            bucket = assign_bucket(f, h, w, buckets, name=f"clip {clip.id!r}")
+        except InputError:
+            if skip_short:
+                skipped += 1
+                log.warning("skipping %s: %d frames is shorter than every bucket", clip.id, f)
+                continue
+            raise
+        video = fit_to_bucket(clip.frames, bucket)
+        with torch.no_grad():
+            latents = vae.encode(video[None].to(vae.device, vae.dtype), tile=False)[0].float().cpu()
+        states, pooled = text(clip.caption)
+        name = f"clips/{clip.id}.safetensors"
+        tmp = out / (name + ".partial")
+        save_file({"latents": latents.contiguous(), "text_states": states, "text_states_2": pooled}, str(tmp),
+                  metadata={"caption": clip.caption, "bucket": "x".join(map(str, bucket))})
+        os.replace(tmp, out / name)
+        manifest["entries"].append({"id": clip.id, "file": name, "caption": clip.caption, "bucket": list(bucket),
+                                    "latent_shape": list(latents.shape)})
+        if len(manifest["entries"]) % 50 == 0:
+            atomic_write_text(manifest_path, json.dumps(manifest))
+    if count == 0:
+        raise InputError("the clip source yielded no clips; nothing to cache")
+    if not manifest["entries"]:
+        raise InputError(f"no clip could be cached: all {skipped} clips are shorter than every bucket {list(buckets)}")
+    null_states, null_mask, null_pooled = encode_text([""])
+    n = max(1, int(null_mask[0].sum()))
+    save_file({"text_states": null_states[0, :n].contiguous(), "text_states_2": null_pooled[0].contiguous()},
+              str(out / "null.safetensors"))
+    manifest.update(scaling_factor=float(vae.scaling_factor), buckets=[list(b) for b in buckets],
+                    text_states_dim=int(null_states.shape[-1]), text_states_dim_2=int(null_pooled.shape[-1]),
+                    skipped=skipped)
+    atomic_write_text(manifest_path, json.dumps(manifest, indent=0))
+    return manifest
+
+
+# ------------------------------------------------------------------------------------------
+# reading the cache
+
+
+class CachedDataset:
+    """The cached clips; ``ds[i]`` -> dict of tensors (latents already multiplied by the scaling factor)."""
+
+    def __init__(self, cache_dir: str, preload: bool = True):
+        root = Path(cache_dir)
+        manifest = root / "cache.json"
+        if not root.is_dir():
+            raise InputError(f"cache folder {cache_dir!r} does not exist; run `python -m hyvideo_core.finetune cache` first")
+        if not manifest.is_file():
+            raise InputError(f"{cache_dir!r} is not a training cache (no cache.json); run "
+                             f"`python -m hyvideo_core.finetune cache` to build it")
+        try:
+            self.manifest = json.loads(manifest.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CheckpointError(f"{manifest} is unreadable ({e}); delete the cache folder and rebuild it") from None
+        self.entries = self.manifest.get("entries", [])
+        if not self.entries:
+            raise InputError(f"training cache {cache_dir!r} holds no clips; rebuild it from a non-empty dataset")
+        self.root = root
+        self.scaling = float(self.manifest["scaling_factor"])
+        self.null = self._read(root / "null.safetensors")
+        self._items: Dict[int, dict] = {}
+        if preload:
+            for i in range(len(self.entries)):
+                self[i]
+
+    def _read(self, path: Path) -> Dict[str, torch.Tensor]:
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # noqa: BLE001
+            raise CheckpointError(f"cached file {str(path)!r} is missing or unreadable ({e}); delete it and re-run "
+                                  f"the cache command (finished entries are kept)") from None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def bucket(self, i: int) -> Tuple[int, ...]:
+        return tuple(self.entries[i]["latent_shape"])
+
+    def __getitem__(self, i: int) -> dict:
+        if i not in self._items:
+            t = self._read(self.root / self.entries[i]["file"])
+            self._items[i] = {"latents": t["latents"] * self.scaling, "text_states": t["text_states"],
+                              "text_states_2": t["text_states_2"], "caption": self.entries[i]["caption"]}
+        return self._items[i]
+
+
+def collate(items: Sequence[dict]) -> dict:
+    """Stack latents (same bucket) and right-pad text states to the longest prompt."""
+    length = max(it["text_states"].shape[0] for it in items)
+    dim = items[0]["text_states"].shape[1]
+    states = torch.zeros(len(items), length, dim)
+    mask = torch.zeros(len(items), length, dtype=torch.long)
+    for j, it in enumerate(items):
+        n = it["text_states"].shape[0]
+        states[j, :n] = it["text_states"]
+        mask[j, :n] = 1
+    return {"latents": torch.stack([it["latents"] for it in items]), "text_states": states, "text_mask": mask,
+            "text_states_2": torch.stack([it["text_states_2"] for it in items])}
+
+
+class BucketBatchSampler:
+    """Deterministic global batches, each from one bucket: epoch ``e`` is a permutation seeded by
+    ``(seed, e)``; the position (epoch, batch index) is the whole data-order state."""
+
+    def __init__(self, dataset: CachedDataset, global_batch: int, seed: int = 0, drop_last: bool = True):
+        self.global_batch, self.seed = int(global_batch), int(seed)
+        self.groups: Dict[Tuple[int, ...], List[int]] = {}
+        for i in range(len(dataset)):
+            self.groups.setdefault(dataset.bucket(i), []).append(i)
+        self.drop_last = drop_last
+        if all(len(v) < self.global_batch for v in self.groups.values()) and drop_last:
+            raise InputError(f"global batch {global_batch} is larger than every bucket "
+                             f"({ {k: len(v) for k, v in self.groups.items()} } clips); lower the batch size or cache more clips")
+        self.epoch, self.position = 0, 0
+        self._batches = self._epoch_batches(0)
+
+    def _epoch_batches(self, epoch: int) -> List[List[int]]:
+        rng = np.random.default_rng([self.seed, epoch, 0xDA7A])
+        batches = []
+        for key in sorted(self.groups):
+            idx = list(rng.permutation(self.groups[key]))
+            for s in range(0, len(idx), self.global_batch):
+                b = idx[s:s + self.global_batch]
+                if len(b) == self.global_batch or not self.drop_last:
+                    batches.append([int(i) for i in b])
+        order = rng.permutation(len(batches))
+        return [batches[i] for i in order]
+
+    def next(self) -> List[int]:
+        if self.position >= len(self._batches):
+            self.epoch, self.position = self.epoch + 1, 0
+            self._batches = self._epoch_batches(self.epoch)
+        batch = self._batches[self.position]
+        self.position += 1
+        return batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "position": self.position, "seed": self.seed, "global_batch": self.global_batch}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["global_batch"] != self.global_batch or state["seed"] != self.seed:
+            raise InputError(f"resuming with global batch {self.global_batch} / seed {self.seed}, but the checkpoint "
+                             f"was made with {state['global_batch']} / {state['seed']}; keep them equal for an exact resume")
+        self.epoch, self.position = state["epoch"], state["position"]
+        self._batches = self._epoch_batches(self.epoch)

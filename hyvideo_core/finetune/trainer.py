@@ -1,0 +1,447 @@
+"""The training loop: flow matching on cached latents, full or LoRA, optional CFG distillation.
+
+Determinism: every random draw of a training sample (noise, σ, caption dropout, distillation
+guidance) comes from a generator seeded by ``(seed, step, global sample index)``, and the data
+order is a pure function of ``(seed, epoch)``. So
+
+* resuming from a checkpoint reproduces the uninterrupted run exactly, and
+* N processes with a per-process batch B/N see the same samples with the same noise as one
+  process with batch B (DDP averages equal-size shards), up to float summation order.
+
+Run it with ``python -m hyvideo_core.finetune train --config cfg.yaml`` (one process) or
+``accelerate launch [--config_file hyvideo_core/finetune/accelerate_configs/fsdp.yaml] -m
+hyvideo_core.finetune train --config cfg.yaml`` (several).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+
+from ..errors import InputError
+from .checkpoint import atomic_torch_save, atomic_write_text
+from .data import BucketBatchSampler, CachedDataset, collate
+from .ema import EMA
+from .flow import flow_matching_loss, noisy_latents, sample_sigmas, velocity_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    cache_dir: str = ""
+    output_dir: str = ""
+    variant: str = "toy"                   # architecture to build (registry name)
+    init: Optional[str] = None             # start from these transformer weights (any supported layout)
+    mode: str = "full"                     # "full" or "lora"
+    lora_rank: int = 16
+    lora_alpha: Optional[float] = None     # None = rank (scale 1)
+    lora_targets: Tuple[str, ...] = ("linear", "fc1", "fc2", "img_attn_qkv", "img_attn_proj", "txt_attn_qkv",
+                                     "txt_attn_proj", "linear1", "linear2")
+    lora_dropout: float = 0.0
+    lora_format: str = "comfyui"
+    steps: int = 100
+    global_batch: int = 4                  # samples per optimizer step over all processes
+    grad_accum: int = 1
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: Tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    warmup_steps: int = 0
+    warmup_start: float = 0.01             # LR at step 0 as a fraction of lr
+    schedule: str = "constant"             # "constant" or "cosine"
+    min_lr_ratio: float = 0.1              # cosine floor
+    max_grad_norm: float = 1.0
+    timestep_sampling: str = "logit_normal"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    shift: Optional[float] = None          # shifted timestep sampling (official I2V LoRA: 7.0)
+    train_guidance: float = 6.0            # embedded guidance fed to guidance-distilled models (official: 6.0)
+    caption_dropout: float = 0.0           # replace the caption by "" (official: 0.1); needed for a CFG teacher
+    distill_teacher: Optional[str] = None  # guidance distillation: CFG teacher weights (tech report §5.1)
+    distill_guidance: Tuple[float, float] = (1.0, 8.0)
+    ema_decay: float = 0.0                 # 0 = off
+    gradient_checkpointing: bool = False
+    mixed_precision: str = "no"            # "no" or "bf16"
+    save_every: int = 0                    # 0 = only at the end
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    seed: int = 0
+    resume: Optional[str] = "auto"         # "auto" (latest in output_dir), a checkpoint folder, or None
+    stop_after: Optional[int] = None       # stop (after checkpointing) at this step: for tests / time slots
+    threads: Optional[int] = None
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise InputError(f"unknown training option(s) {unknown}; known: {sorted(names)}")
+        d = dict(d)
+        for k in ("lora_targets", "betas", "distill_guidance"):
+            if k in d and d[k] is not None:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    def check(self) -> None:
+        if not self.cache_dir or not self.output_dir:
+            raise InputError("cache_dir and output_dir are required")
+        if self.mode not in ("full", "lora"):
+            raise InputError(f"mode must be 'full' or 'lora'; found {self.mode!r}")
+        if self.schedule not in ("constant", "cosine"):
+            raise InputError(f"schedule must be 'constant' or 'cosine'; found {self.schedule!r}")
+        if self.steps < 1 or self.global_batch < 1 or self.grad_accum < 1:
+            raise InputError("steps, global_batch and grad_accum must be >= 1")
+
+
+def sample_seed(*parts: int) -> int:
+    return int(np.random.SeedSequence([int(p) & 0xFFFFFFFF for p in parts]).generate_state(1)[0])
+
+
+def lr_lambda(cfg: TrainConfig):
+    def f(step: int) -> float:
+        if cfg.warmup_steps and step < cfg.warmup_steps:
+            return cfg.warmup_start + (1 - cfg.warmup_start) * step / cfg.warmup_steps
+        if cfg.schedule == "cosine":
+            span = max(1, cfg.steps - cfg.warmup_steps)
+            p = min(1.0, (step - cfg.warmup_steps) / span)
+            return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * p))
+        return 1.0
+    return f
+
+
+# ------------------------------------------------------------------------------------------
+# model set-up
+
+
+def build_model(cfg: TrainConfig):
+    """The transformer to train: the registry variant, optionally initialised from ``cfg.init``.
+    A guidance-distilled student may start from a teacher without guidance embedding: its
+    ``guidance_in`` starts with a zero output layer, so step 0 reproduces the teacher."""
+    from ..checkpoints.load import open_native
+    from ..model import HunyuanVideoTransformer
+    from ..variants import get_variant
+
+    spec = get_variant(cfg.variant)
+    torch.manual_seed(sample_seed(cfg.seed, 0xB11D))
+    model = HunyuanVideoTransformer(spec.transformer)
+    model.variant = spec.name
+    if cfg.init:
+        source, _, layout = open_native(cfg.init)
+        state = model.state_dict()
+        unexpected = [k for k in source.keys() if k not in state]
+        missing = [k for k in state if k not in source and not k.startswith("guidance_in.")]
+        wrong = [f"{k}: {tuple(source.shape(k))} vs {tuple(state[k].shape)}" for k in state
+                 if k in source and tuple(source.shape(k)) != tuple(state[k].shape)]
+        if unexpected or missing or wrong:
+            from ..errors import IncompatibleWeightsError
+            raise IncompatibleWeightsError(
+                f"init weights {cfg.init!r} do not fit variant {cfg.variant!r}: missing {missing[:3]}, unexpected "
+                f"{unexpected[:3]}, wrong shape {wrong[:2]}; pick the variant the file was made for")
+        with torch.no_grad():
+            for k, t in state.items():
+                if k in source:
+                    t.copy_(source.get(k).float())
+            if model.guidance_in is not None and "guidance_in.mlp.0.weight" not in source:
+                model.guidance_in.mlp[2].weight.zero_()
+                model.guidance_in.mlp[2].bias.zero_()
+                log.info("guidance_in initialised with a zero output layer (student starts as the teacher)")
+    return model
+
+
+def load_teacher(path: str, device):
+    from ..checkpoints.load import load_transformer
+
+    teacher = load_transformer(path, device=device)
+    if teacher.config.guidance_embed:
+        log.warning("the distillation teacher %s has a guidance embedding; it is fed guidance 1.0 for both passes", path)
+    return teacher.eval().requires_grad_(False)
+
+
+# ------------------------------------------------------------------------------------------
+# the loop
+
+
+@dataclass
+class TrainResult:
+    step: int
+    losses: List[float]
+    output_dir: str
+    checkpoint: Optional[str]
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        cfg.check()
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
+                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
+        self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        per_step = self.world * cfg.grad_accum
+        if cfg.global_batch % per_step:
+            raise InputError(f"global_batch {cfg.global_batch} must be divisible by processes × grad_accum = "
+                             f"{self.world} × {cfg.grad_accum}")
+        self.micro = cfg.global_batch // per_step
+        self.data = CachedDataset(cfg.cache_dir)
+        self.sampler = BucketBatchSampler(self.data, cfg.global_batch, seed=cfg.seed)
+        self.out = Path(cfg.output_dir)
+        self.device = self.acc.device
+
+        model = build_model(cfg)
+        if model.config.text_states_dim != self.data.manifest["text_states_dim"] or \
+                model.config.text_states_dim_2 != self.data.manifest["text_states_dim_2"]:
+            raise InputError(f"the cache holds text embeddings of size {self.data.manifest['text_states_dim']} / "
+                             f"{self.data.manifest['text_states_dim_2']}, variant {cfg.variant!r} expects "
+                             f"{model.config.text_states_dim} / {model.config.text_states_dim_2}; re-cache with "
+                             f"that model's text encoders")
+        if cfg.mode == "lora":
+            from .lora import inject_lora
+            inject_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.lora_targets,
+                        dropout=cfg.lora_dropout, seed=sample_seed(cfg.seed, 0x10AA))
+        else:
+            model.requires_grad_(True)
+        if cfg.gradient_checkpointing:
+            from .passes import enable_gradient_checkpointing
+            enable_gradient_checkpointing(model)
+        model.to(self.device).train()
+        self.model = model
+        self.named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        self.ema = EMA(self.named.items(), cfg.ema_decay) if cfg.ema_decay else None
+        self.opt = torch.optim.AdamW(list(self.named.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                     weight_decay=cfg.weight_decay)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+        self.ddp = self.acc.prepare_model(model) if self.world > 1 else model
+        self.teacher = load_teacher(cfg.distill_teacher, self.device) if cfg.distill_teacher else None
+        if self.teacher is not None and not model.config.guidance_embed:
+            raise InputError(f"guidance distillation needs a student with a guidance embedding; variant "
+                             f"{cfg.variant!r} has none")
+        self.step, self.losses = 0, []
+        self._resume()
+
+    # -- checkpoints ------------------------------------------------------------------------
+
+    def _ckpt_root(self) -> Path:
+        return self.out / "checkpoints"
+
+    def latest_checkpoint(self) -> Optional[Path]:
+        pointer = self._ckpt_root() / "latest"
+        if pointer.is_file():
+            path = self._ckpt_root() / pointer.read_text().strip()
+            if (path / "state.pt").is_file():
+                return path
+        return None
+
+    def _resume(self) -> None:
+        cfg = self.cfg
+        if not cfg.resume:
+            return
+        path = self.latest_checkpoint() if cfg.resume == "auto" else Path(cfg.resume)
+        if path is None:
+            return
+        if not (path / "state.pt").is_file():
+            raise InputError(f"resume checkpoint {str(path)!r} has no state.pt; pass a folder under "
+                             f"{self._ckpt_root()} or resume='auto'")
+        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        if state["mode"] != cfg.mode or state["variant"] != cfg.variant:
+            raise InputError(f"checkpoint {str(path)!r} is a {state['mode']} run of {state['variant']!r}; this run "
+                             f"is {cfg.mode} of {cfg.variant!r}")
+        with torch.no_grad():
+            for n, t in state["trainable"].items():
+                self.named[n].copy_(t)
+        self.opt.load_state_dict(state["optimizer"])
+        self.sched.load_state_dict(state["scheduler"])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.sampler.load_state_dict(state["sampler"])
+        rng = state["rng"]
+        torch.set_rng_state(rng["torch"])
+        np.random.set_state(rng["numpy"])
+        random.setstate(rng["python"])
+        self.step, self.losses = state["step"], list(state["losses"])
+        if self.acc.is_main_process:
+            log.info("resumed from %s at step %d", path, self.step)
+
+    def save_checkpoint(self) -> Optional[Path]:
+        """Write ``checkpoints/step_<N>`` atomically (temporary folder, then rename, then move
+        the ``latest`` pointer) and prune old ones. Only the main process writes."""
+        self.acc.wait_for_everyone()
+        if not self.acc.is_main_process:
+            return None
+        from ..checkpoints.load import save_transformer
+        from .lora import save_lora
+
+        root = self._ckpt_root()
+        root.mkdir(parents=True, exist_ok=True)
+        name = f"step_{self.step:07d}"
+        final = root / name
+        tmp = root / f".partial-{name}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        state = {
+            "step": self.step, "mode": self.cfg.mode, "variant": self.cfg.variant, "config": asdict(self.cfg),
+            "trainable": {n: p.detach().cpu().clone() for n, p in self.named.items()},
+            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "ema": self.ema.state_dict() if self.ema else None, "sampler": self.sampler.state_dict(),
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "losses": list(self.losses),
+        }
+        atomic_torch_save(state, tmp / "state.pt")
+        self.export(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        atomic_write_text(root / "latest", name)
+        kept = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
+        for old in kept[: max(0, len(kept) - self.cfg.keep_checkpoints)]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def export(self, folder: Path) -> None:
+        """Weights for inference: ``model.safetensors`` (official layout; EMA weights when EMA is
+        on, raw ones in ``model_raw.safetensors``) or ``lora.safetensors``."""
+        from ..checkpoints.load import save_transformer
+        from .lora import extract_lora, save_lora
+
+        if self.cfg.mode == "lora":
+            weights = extract_lora(self.model)
+            if self.ema is not None:
+                save_lora(weights, folder / "lora_raw.safetensors", fmt=self.cfg.lora_format, model=self.model)
+                for n, w in weights.items():
+                    w.down, w.up = self.ema.shadow[f"{n}.lora_A.weight"].clone(), self.ema.shadow[f"{n}.lora_B.weight"].clone()
+            save_lora(weights, folder / "lora.safetensors", fmt=self.cfg.lora_format, model=self.model)
+            return
+        if self.ema is None:
+            save_transformer(self.model, folder / "model.safetensors")
+            return
+        save_transformer(self.model, folder / "model_raw.safetensors")
+        backup = {n: p.detach().clone() for n, p in self.named.items()}
+        self.ema.copy_to(self.named)
+        save_transformer(self.model, folder / "model.safetensors")
+        with torch.no_grad():
+            for n, p in self.named.items():
+                p.copy_(backup[n])
+
+    # -- one step ---------------------------------------------------------------------------
+
+    def _sample_inputs(self, indices: Sequence[int], positions: Sequence[int]) -> dict:
+        cfg = self.cfg
+        items, noises, sigmas, guid = [], [], [], []
+        for i, j in zip(indices, positions):
+            g = torch.Generator().manual_seed(sample_seed(cfg.seed, self.step, j))
+            item = dict(self.data[i])
+            sigma = sample_sigmas(1, g, cfg.timestep_sampling, cfg.logit_mean, cfg.logit_std, cfg.shift)
+            drop = float(torch.rand(1, generator=g)) < cfg.caption_dropout
+            w = float(torch.empty(1).uniform_(*cfg.distill_guidance, generator=g))
+            noise = torch.randn(item["latents"].shape, generator=g)
+            if drop:
+                item["text_states"], item["text_states_2"] = self.data.null["text_states"], self.data.null["text_states_2"]
+            items.append(item)
+            noises.append(noise)
+            sigmas.append(sigma)
+            guid.append(w)
+        batch = collate(items)
+        batch["noise"] = torch.stack(noises)
+        batch["sigma"] = torch.cat(sigmas)
+        batch["w"] = torch.tensor(guid)
+        return {k: v.to(self.device) for k, v in batch.items()}
+
+    def _loss(self, b: dict) -> torch.Tensor:
+        cfg = self.cfg
+        x0, noise, sigma = b["latents"], b["noise"], b["sigma"]
+        xt = noisy_latents(x0, noise, sigma)
+        t = sigma * 1000.0
+        n = x0.shape[0]
+        if self.teacher is not None:
+            null = collate([{"latents": x0[0], "text_states": self.data.null["text_states"],
+                             "text_states_2": self.data.null["text_states_2"]}] * n)
+            with torch.no_grad():
+                g1 = torch.full((n,), 1000.0, device=self.device) if self.teacher.config.guidance_embed else None
+                vc = self.teacher(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], g1)
+                vu = self.teacher(xt, t, null["text_states"].to(self.device), null["text_mask"].to(self.device),
+                                  null["text_states_2"].to(self.device), g1)
+                w = b["w"].view(-1, 1, 1, 1, 1)
+                target = vu + w * (vc - vu)
+            pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], b["w"] * 1000.0)
+            return flow_matching_loss(pred, target)
+        guidance = (torch.full((n,), cfg.train_guidance * 1000.0, device=self.device)
+                    if self.model.config.guidance_embed else None)
+        pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], guidance)
+        return flow_matching_loss(pred, velocity_target(x0, noise))
+
+    def train_step(self) -> float:
+        cfg = self.cfg
+        batch = self.sampler.next()
+        torch.manual_seed(sample_seed(cfg.seed, self.step, 0xD0, self.rank))   # LoRA dropout etc.
+        self.opt.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        for k in range(cfg.grad_accum):
+            start = (k * self.world + self.rank) * self.micro
+            positions = list(range(start, start + self.micro))
+            b = self._sample_inputs([batch[p] for p in positions], positions)
+            sync = k == cfg.grad_accum - 1 or self.world == 1
+            ctx = self.acc.no_sync(self.ddp) if not sync else _nullcontext()
+            with ctx, self.acc.autocast():
+                loss = self._loss(b) / cfg.grad_accum
+                self.acc.backward(loss)
+            total += loss.detach()
+        if cfg.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(list(self.named.values()), cfg.max_grad_norm)
+        self.opt.step()
+        self.sched.step()
+        if self.ema is not None:
+            self.ema.update()
+        self.step += 1
+        mean = float(self.acc.reduce(total, reduction="mean")) if self.world > 1 else float(total)
+        self.losses.append(mean)
+        return mean
+
+    def train(self) -> TrainResult:
+        cfg = self.cfg
+        last = None
+        stop = min(cfg.steps, cfg.stop_after) if cfg.stop_after else cfg.steps
+        t0 = time.time()
+        log_path = self.out / "log.jsonl"
+        if self.acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.out / "config.json", json.dumps(asdict(self.cfg), indent=1))
+        while self.step < stop:
+            loss = self.train_step()
+            if self.acc.is_main_process and (self.step % cfg.log_every == 0 or self.step == stop):
+                rec = {"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0], "processes": self.world,
+                       "s_per_step": (time.time() - t0) / cfg.log_every}
+                t0 = time.time()
+                with open(log_path, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+                log.info("step %d loss %.5f lr %.2e", self.step, loss, rec["lr"])
+            if cfg.save_every and self.step % cfg.save_every == 0 and self.step < stop:
+                last = self.save_checkpoint()
+        last = self.save_checkpoint() or last
+        self.acc.wait_for_everyone()
+        return TrainResult(self.step, list(self.losses), str(self.out), str(last) if last else None)
+
+
+class _nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return False
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    return Trainer(cfg).train()
