@@ -27,7 +27,7 @@ SAFETY = 0.7                                             # fraction of free memo
 def free_memory(device: torch.device) -> int:
     """Bytes free for tensors on ``device`` (CUDA: driver's free + torch's cached; CPU: available RAM)."""
     device = torch.device(device)
-    if device.type == "cuda":
+    if device.type == "cuda" and torch.cuda.is_available():
         free, _ = torch.cuda.mem_get_info(device)
         return int(free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device))
     try:
@@ -88,7 +88,7 @@ def _clear(device: torch.device) -> None:
     import gc
 
     gc.collect()
-    if device.type == "cuda":
+    if device.type == "cuda" and torch.cuda.is_available():
         torch.cuda.empty_cache()
 
 
