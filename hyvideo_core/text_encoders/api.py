@@ -224,7 +224,7 @@ def load_text_encoders(llm_path: Union[str, os.PathLike], clip_path: Union[str, 
                         dtype=str(compute_dtype), clip_dtype=str(clip_dtype), fp8=fp8,
                         skip=hidden_state_skip_layer, norm=apply_final_norm, cfg=str(llm_config))
     identity = hashlib.sha1(json.dumps(identity_src, sort_keys=True, default=str).encode()).hexdigest()
-    info = dict(llm_layout=llm_weights.layout, clip_layout=clip_weights.layout, fp8=fp8,
+    info = dict(llm_path=llm_path, llm_layout=llm_weights.layout, clip_layout=clip_weights.layout, fp8=fp8,
                 llm_layers_run=llm.model.config.num_hidden_layers, llm_layers_total=llm.full_layers)
     logger.info("text encoders loaded: LLM %s (%s, %d of %d layers run, %s%s), CLIP %s (%s)",
                 llm_path, llm_weights.layout, info["llm_layers_run"], llm.full_layers, compute_dtype,
