@@ -22,6 +22,7 @@ from ..quant.packed import attach_packed_weights, packed_tensors
 from ..attention import resolve_backend
 from .detect import detect_variant
 from .io import TensorSource, load_pickle_weights, open_weights, strip_prefix
+from .validate import describe_mismatch
 from .layouts import KEY_PREFIXES, LAYOUTS, NativeView, RenamedView, detect_layout, from_native
 
 log = logging.getLogger(__name__)
@@ -115,22 +116,10 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
 
 
 def _check_keys(model: torch.nn.Module, source: TensorSource, spec: VariantSpec) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = set(source.keys())
-    missing = sorted(set(expected) - found)
-    unexpected = sorted(found - set(expected))
-    wrong = [f"{k}: expected {expected[k]}, found {source.shape(k)}"
-             for k in sorted(set(expected) & found) if tuple(source.shape(k)) != expected[k]]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[:4]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[:4]})")
-        if wrong:
-            parts.append(f"{len(wrong)} with the wrong shape (e.g. {wrong[:3]})")
+    problems = describe_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()}, source.shapes())
+    if problems:
         raise IncompatibleWeightsError(
-            f"{source.path!r} matches variant {spec.name!r} but its tensors do not fit: {'; '.join(parts)}. "
+            f"{source.path!r} matches variant {spec.name!r} but its tensors do not fit: {problems}. "
             f"The file is incomplete or from a modified model; re-export it, or convert it with "
             f"`python -m hyvideo_core convert`.")
 

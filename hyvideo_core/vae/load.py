@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..checkpoints.io import TensorSource, open_weights
+from ..checkpoints.validate import describe_mismatch
 from ..config import VaeConfig
 from ..errors import IncompatibleWeightsError, UnknownCheckpointError
 from .autoencoder import CausalVideoVAE
@@ -135,22 +136,11 @@ def _vae_key_names(source: TensorSource) -> Dict[str, str]:
 
 
 def _check_keys(vae: nn.Module, names: Mapping[str, str], source: TensorSource) -> None:
-    expected = {k: tuple(v.shape) for k, v in vae.state_dict().items()}
-    missing = sorted(set(expected) - set(names))
-    unexpected = sorted(set(names) - set(expected))
-    mis_shaped = sorted(k for k in set(expected) & set(names) if source.shape(names[k]) != expected[k])
-    if missing or unexpected or mis_shaped:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {_sample(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {_sample(unexpected)})")
-        if mis_shaped:
-            k = mis_shaped[0]
-            parts.append(f"{len(mis_shaped)} with wrong shapes (e.g. {k}: expected {expected[k]}, "
-                         f"found {source.shape(names[k])})")
+    problems = describe_mismatch({k: tuple(v.shape) for k, v in vae.state_dict().items()},
+                                 {k: tuple(source.shape(name)) for k, name in names.items()})
+    if problems:
         raise IncompatibleWeightsError(
-            f"{source.path!r} looks like a HunyuanVideo VAE but does not fit it: {'; '.join(parts)}. "
+            f"{source.path!r} looks like a HunyuanVideo VAE but does not fit it: {problems}. "
             f"The file is incomplete or from a different VAE version; re-download or re-export it.")
 
 

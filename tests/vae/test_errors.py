@@ -90,8 +90,8 @@ def test_missing_and_unexpected_keys(tiny_vae_file, tmp_path):
     path = tmp_path / "broken.safetensors"
     save_vae(state, path)
     with pytest.raises(IncompatibleWeightsError,
-                       match=r"1 missing \(e.g. 'decoder.mid_block.attentions.0.to_k.bias'\).*"
-                             r"1 unexpected \(e.g. 'decoder.extra.weight'\)"):
+                       match=r"1 missing \(e.g. \['decoder.mid_block.attentions.0.to_k.bias'\]\).*"
+                             r"1 unexpected \(e.g. \['decoder.extra.weight'\]\)"):
         load_vae(path)
 
 
