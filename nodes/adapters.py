@@ -23,6 +23,7 @@ MODEL_FOLDERS: Dict[str, Sequence[str]] = {
     "transformer": ("diffusion_models", "unet"),
     "vae": ("vae",),
     "text_encoder": ("text_encoders", "clip"),
+    "image_encoder": ("clip_vision", "text_encoders", "clip"),   # LLaVA vision tower (image-to-video)
 }
 
 

@@ -82,9 +82,16 @@ class Sampler:
 
         options = SamplerOptions(steps=steps, shift=shift, embedded_guidance=embedded_guidance or None,
                                  cfg_scale=cfg, seed=seed, denoise=denoise)
+        scaling_factor = get_variant(model.variant).vae.scaling_factor
+        if latent.get("hvs_image_condition") is not None or model.config.condition_type == "latent_concat":
+            from ..hyvideo_core.apps.i2v import LATENT_KEY, sample_i2v_latents   # image-to-video
+
+            out = sample_i2v_latents(model, embeds.positive, latent["samples"], latent.get(LATENT_KEY), options,
+                                     scaling_factor=scaling_factor, negative=embeds.negative,
+                                     callback=progress_callback())
+            return (dict(latent, samples=out.cpu()),)
         out = sample_latents(model, embeds.positive, latent["samples"], options,
-                             scaling_factor=get_variant(model.variant).vae.scaling_factor,
-                             negative=embeds.negative, callback=progress_callback())
+                             scaling_factor=scaling_factor, negative=embeds.negative, callback=progress_callback())
         return (dict(latent, samples=out.cpu()),)
 
 

@@ -50,6 +50,18 @@ GRAPHS = {
             [0, "fixed", 8, 7.0, 6.0, 1.0, 0.6], [("LATENT", "LATENT")], (2, 1)),
         **DECODE_SAVE,
     },
+    "image_to_video": {
+        **LOADERS,
+        10: ("LoadImage", {}, ["example.png", "image"], [("IMAGE", "IMAGE"), ("MASK", "MASK")], (0, 4)),
+        11: ("HVS_LoadImageEncoder", {}, [EMBEDDED], [("image_encoder", "HVS_IMAGE_ENCODER")], (0, 3)),
+        4: ("HVS_ImageToVideoConditioning",
+            {"text_encoders": (3, 0), "image_encoder": (11, 0), "vae": (2, 0), "image": (10, 0)},
+            ["the red circle moves left slowly", 33, 128, "crop", "token_replace", 1],
+            [("embeds", "HVS_EMBEDS"), ("latent", "LATENT"), ("image", "IMAGE")], (1, 2)),
+        6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (4, 1)},
+            [0, "fixed", 8, 7.0, 6.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
+        **DECODE_SAVE,
+    },
 }
 
 # Widget names per node type, in INPUT_TYPES order ("control_after_generate" is UI-only).
@@ -64,6 +76,9 @@ WIDGETS = {
     "HVS_VAEEncode": ["tile_size", "tile_frames", "overlap"],
     "HVS_LoadVideo": ["video", "skip_first_frames", "select_every_nth", "frame_load_cap", "trim_to_4n_plus_1"],
     "HVS_SaveVideo": ["fps", "quality", "filename_prefix"],
+    "LoadImage": ["image", "upload"],
+    "HVS_LoadImageEncoder": ["vision_name"],
+    "HVS_ImageToVideoConditioning": ["prompt", "frames", "base_size", "resize", "condition", "batch_size"],
 }
 
 
