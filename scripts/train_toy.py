@@ -1,0 +1,231 @@
+"""Train the toy-world model from scratch, reproducibly (shared/DESIGN.md §4).
+
+Stages (each resumable, each writes under --work, default /tmp/hvs_toy):
+
+    python scripts/train_toy.py vae       [--steps 3000]   # CausalVideoVAE (toy config) on world clips
+    python scripts/train_toy.py encoders                     # tiny random-frozen Llama-3-style + CLIP-style encoders
+    python scripts/train_toy.py cache                        # latents + text embeddings via hyvideo_core.finetune cache
+    python scripts/train_toy.py teacher   [--steps 4000]   # DiT (toy-teacher) with caption dropout -> CFG teacher
+    python scripts/train_toy.py student   [--steps 1500]   # guidance distillation into the `toy` variant (tech report §5.1)
+    python scripts/train_toy.py export                       # weights -> hyvideo_core/toy/weights/
+    python scripts/train_toy.py all                          # everything in order
+
+Only the DiT stages use the fine-tuning engine (``hyvideo_core.finetune``); the VAE stage is a
+plain reconstruction loop over the same class. Everything is seeded; on another machine the
+numbers differ only by floating-point summation order.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from hyvideo_core.toy.world import ToyWorld, to_tensor  # noqa: E402
+from hyvideo_core.variants import get_variant  # noqa: E402
+
+WEIGHTS = ROOT / "hyvideo_core" / "toy" / "weights"
+SEED = 20250101
+
+
+def log(work: Path, name: str, record: dict) -> None:
+    record = dict(record, time=round(time.time(), 1))
+    print(json.dumps(record), flush=True)
+    with open(work / f"{name}.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+# ------------------------------------------------------------------------------------------
+# VAE
+
+
+def _vae_batch(world: ToyWorld, rng: np.random.Generator, batch: int, crop: int, index: int) -> torch.Tensor:
+    """``batch`` 5-frame clips cropped to ``crop``² around the moving shape (with jitter)."""
+    out = []
+    for b in range(batch):
+        clip = world[index * batch + b]
+        f = clip.frames
+        if crop < f.shape[1]:
+            cx, cy = clip.spec.centre(int(rng.integers(f.shape[0])))
+            x0 = int(np.clip(cx - crop / 2 + rng.integers(-crop // 3, crop // 3 + 1), 0, f.shape[2] - crop))
+            y0 = int(np.clip(cy - crop / 2 + rng.integers(-crop // 3, crop // 3 + 1), 0, f.shape[1] - crop))
+            f = f[:, y0:y0 + crop, x0:x0 + crop]
+        out.append(to_tensor(f))
+    return torch.stack(out)
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two [-1, 1] videos on the 0..255 scale (uint8-quantised)."""
+    qa = ((a.clamp(-1, 1) + 1) * 127.5).round()
+    qb = ((b.clamp(-1, 1) + 1) * 127.5).round()
+    mse = float(((qa - qb) ** 2).mean())
+    return 99.0 if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def vae_heldout_psnr(vae, n: int = 6, seed: int = 7) -> float:
+    world = ToyWorld(seed, frames=17, height=64, width=64, split="heldout")
+    vals = []
+    with torch.no_grad():
+        for clip in world.clips(n):
+            x = clip.tensor()[None]
+            y = vae.decode(vae.encode(x, tile=False), tile=False)
+            vals.append(psnr(y, x))
+    return float(np.mean(vals))
+
+
+def stage_vae(args, work: Path) -> None:
+    from hyvideo_core.finetune.checkpoint import atomic_torch_save
+    from hyvideo_core.vae import CausalVideoVAE, save_vae
+
+    torch.manual_seed(SEED)
+    cfg = get_variant("toy").vae
+    vae = CausalVideoVAE(cfg)
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.lr or 6e-4, weight_decay=0.0, betas=(0.9, 0.99))
+    state_path = work / "vae_state.pt"
+    step = 0
+    if state_path.exists():
+        state = torch.load(state_path, weights_only=True)
+        vae.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    world = ToyWorld(SEED, frames=5, height=64, width=64, split="all")
+    lat = cfg.latent_channels
+    vae.train()
+    t0 = time.time()
+    while step < args.steps:
+        rng = np.random.default_rng([SEED, step])
+        x = _vae_batch(world, rng, args.batch, 32 if step % 4 else 64, step)
+        lr = (args.lr or 6e-4) * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / args.steps)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        moments = vae.quant_conv(vae.encoder(x))
+        mean, logvar = moments[:, :lat], moments[:, lat:].clamp(-30, 20)
+        z = mean + torch.randn_like(mean) * torch.exp(0.5 * logvar)
+        y = vae.decoder(vae.post_quant_conv(z))
+        kl = 0.5 * (mean.pow(2) + logvar.exp() - 1 - logvar).mean()
+        rec = (y - x).pow(2).mean() + 0.2 * (y - x).abs().mean()
+        loss = rec + 1e-5 * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        if step % 25 == 0:
+            log(work, "vae", {"step": step, "loss": round(float(loss), 5), "rec": round(float(rec), 5),
+                              "kl": round(float(kl), 3), "lr": lr, "s_per_step": round((time.time() - t0) / 25, 3)})
+            t0 = time.time()
+        if step % 250 == 0 or step == args.steps:
+            atomic_torch_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, state_path)
+            save_vae(vae, work / "vae.safetensors")
+            if step % 500 == 0 or step == args.steps:
+                vae.eval()
+                log(work, "vae", {"step": step, "heldout_psnr": round(vae_heldout_psnr(vae), 2)})
+                vae.train()
+    vae.eval()
+    # scaling factor: 1 / std of posterior means over training clips
+    with torch.no_grad():
+        zs = [vae.encode(c.tensor()[None], tile=False) for c in ToyWorld(SEED + 1, frames=17).clips(32)]
+    std = float(torch.cat([z.flatten() for z in zs]).std())
+    (work / "vae_scaling.json").write_text(json.dumps({"latent_std": std, "scaling_factor": 1.0 / std}))
+    log(work, "vae", {"done": step, "latent_std": std, "heldout_psnr": round(vae_heldout_psnr(vae, n=12), 2)})
+
+
+# ------------------------------------------------------------------------------------------
+# text encoders, cache, DiT teacher, guidance-distilled student
+
+
+def stage_encoders(args, work: Path) -> None:
+    from hyvideo_core.demo_models import _write_text_encoders
+    from hyvideo_core.toy import world
+
+    words = [*world.COLOURS, *world.SHAPES, *world.DIRECTIONS, *world.SPEEDS, *world.BACKGROUNDS, "moving", "background"]
+    _write_text_encoders(work / "text_encoder", work / "text_encoder_2", variant="toy", extra_words=words, seed=SEED)
+    log(work, "encoders", {"written": str(work / "text_encoder")})
+
+
+def stage_cache(args, work: Path) -> None:
+    from hyvideo_core.finetune.data import cache_dataset, encoders_text_fn, toy_source
+    from hyvideo_core.text_encoders import load_text_encoders
+    from hyvideo_core.vae import load_vae
+
+    vae = load_vae(work / "vae.safetensors")
+    scaling = json.loads((work / "vae_scaling.json").read_text())["scaling_factor"]
+    if abs(vae.scaling_factor - scaling) > 1e-3:
+        raise SystemExit(f"set the toy VAE scaling_factor in hyvideo_core/variants.py to {scaling:.6f} first")
+    enc = load_text_encoders(work / "text_encoder", work / "text_encoder_2")
+    t0 = time.time()
+    m = cache_dataset(str(work / "cache"), toy_source(args.steps or 800, seed=SEED), vae,
+                      encoders_text_fn(enc, "video", max_length=32), [(17, 64, 64)])
+    log(work, "cache", {"clips": len(m["entries"]), "seconds": round(time.time() - t0, 1)})
+
+
+def _train(work: Path, name: str, **kw):
+    from hyvideo_core.finetune.trainer import TrainConfig, train
+
+    cfg = TrainConfig(cache_dir=str(work / "cache"), output_dir=str(work / name), seed=SEED, log_every=50,
+                      save_every=250, keep_checkpoints=1, threads=1, **kw)
+    r = train(cfg)
+    log(work, name, {"step": r.step, "loss_first50": float(np.mean(r.losses[:50])),
+                     "loss_last50": float(np.mean(r.losses[-50:])), "checkpoint": r.checkpoint})
+    return r
+
+
+def stage_teacher(args, work: Path) -> None:
+    _train(work, "teacher", variant="toy-teacher", steps=args.steps, global_batch=16, lr=args.lr or 5e-4,
+           warmup_steps=50, schedule="cosine", caption_dropout=0.1, ema_decay=0.995, timestep_sampling="logit_normal")
+
+
+def stage_student(args, work: Path) -> None:
+    teacher = Path(work / "teacher" / "checkpoints")
+    teacher = teacher / (teacher / "latest").read_text() / "model.safetensors"
+    _train(work, "student", variant="toy", init=str(teacher), distill_teacher=str(teacher), steps=args.steps,
+           global_batch=16, lr=args.lr or 2e-4, warmup_steps=20, schedule="cosine", ema_decay=0.99,
+           distill_guidance=(1.0, 8.0))
+
+
+def stage_export(args, work: Path) -> None:
+    import shutil
+
+    WEIGHTS.mkdir(parents=True, exist_ok=True)
+    for name, target in (("student", "transformer.safetensors"), ("teacher", "transformer_teacher.safetensors")):
+        root = work / name / "checkpoints"
+        shutil.copy(root / (root / "latest").read_text() / "model.safetensors", WEIGHTS / target)
+    shutil.copy(work / "vae.safetensors", WEIGHTS / "vae.safetensors")
+    for d in ("text_encoder", "text_encoder_2"):
+        shutil.rmtree(WEIGHTS / d, ignore_errors=True)
+        shutil.copytree(work / d, WEIGHTS / d)
+    total = sum(p.stat().st_size for p in WEIGHTS.rglob("*") if p.is_file())
+    log(work, "export", {"bytes": total, "folder": str(WEIGHTS)})
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stage", choices=["vae", "encoders", "cache", "teacher", "student", "export", "all"])
+    p.add_argument("--work", default="/tmp/hvs_toy")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--threads", type=int, default=1)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    stages = ["vae", "encoders", "cache", "teacher", "student", "export"] if args.stage == "all" else [args.stage]
+    defaults = {"vae": 3000, "cache": 800, "teacher": 1500, "student": 400}
+    for stage in stages:
+        a = argparse.Namespace(**vars(args))
+        a.steps = args.steps or defaults.get(stage, 0)
+        globals()[f"stage_{stage}"](a, work)
+
+
+if __name__ == "__main__":
+    main()
