@@ -98,9 +98,63 @@ def load(args) -> dict:
     t0 = time.perf_counter()
     model = load_transformer(args.path)
     seconds = time.perf_counter() - t0
+    if args.forward:
+        cfg = model.config
+        with torch.no_grad():
+            model(torch.randn(1, cfg.in_channels, 1, 4, 4), torch.tensor([500.0]),
+                  torch.randn(1, 4, cfg.text_states_dim), None, torch.randn(1, cfg.text_states_dim_2),
+                  torch.tensor([6000.0]) if cfg.guidance_embed else None)
     gc.collect()
     return {"peak": peak(), "base": base, "rss_after": _status_kb("VmRSS") * 1024, "seconds": seconds,
             "variant": model.variant}
+
+
+def vae(args) -> dict:
+    """Tiled decode of a mid-size random VAE, ours or diffusers', with the same tiles."""
+    import tempfile
+
+    import torch
+
+    from hyvideo_core.config import VaeConfig
+
+    torch.set_num_threads(2)
+    channels = tuple(int(c) for c in args.channels.split(","))
+    torch.manual_seed(0)
+    from diffusers import AutoencoderKLHunyuanVideo
+
+    ref = AutoencoderKLHunyuanVideo(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=channels,
+                                    layers_per_block=1, norm_num_groups=8, spatial_compression_ratio=8,
+                                    temporal_compression_ratio=4, mid_block_add_attention=True).eval()
+    s, st, t, tt = args.tile
+    if args.impl == "ours":
+        from hyvideo_core.config import VariantSpec
+        from hyvideo_core.vae import TileSettings, load_vae, save_vae
+        from hyvideo_core.variants import VARIANTS
+
+        VARIANTS["bench-vae"] = VariantSpec("bench-vae", "bench", probe_config(64, 1, 1), is_test_variant=True,
+                                            vae=VaeConfig(latent_channels=16, block_out_channels=channels,
+                                                          layers_per_block=1, norm_num_groups=8))
+
+        path = os.path.join(tempfile.mkdtemp(), "vae.safetensors")
+        save_vae(ref, path)
+        del ref
+        model = load_vae(path)
+        settings = TileSettings(spatial_size=s, spatial_stride=st, temporal_size=t, temporal_stride=tt)
+        decode = lambda z: model.decode(z, tile=settings)  # noqa: E731
+    else:
+        ref.enable_tiling(tile_sample_min_height=s, tile_sample_min_width=s, tile_sample_min_num_frames=t,
+                          tile_sample_stride_height=st, tile_sample_stride_width=st, tile_sample_stride_num_frames=tt)
+        decode = lambda z: ref.decode(z).sample  # noqa: E731
+    z = torch.randn(1, 16, *args.latent, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        base = reset_peak()
+        t0 = time.perf_counter()
+        out = decode(z)
+        seconds = time.perf_counter() - t0
+    result = {"peak": peak(), "base": base, "seconds": seconds, "shape": list(out.shape)}
+    if args.save:
+        torch.save(out, args.save)
+    return result
 
 
 def main(argv=None) -> None:
@@ -114,6 +168,13 @@ def main(argv=None) -> None:
     ld = sub.add_parser("load")
     ld.add_argument("path")
     ld.add_argument("--register", default=None, help="hidden,double,single of a probe config to register")
+    ld.add_argument("--forward", action="store_true", help="also run one small forward (touches every weight)")
+    v = sub.add_parser("vae")
+    v.add_argument("--impl", choices=["ours", "diffusers"], required=True)
+    v.add_argument("--channels", default="32,32,64,64")
+    v.add_argument("--latent", type=int, nargs=3, default=[9, 24, 24])
+    v.add_argument("--tile", type=int, nargs=4, default=[64, 48, 16, 12])
+    v.add_argument("--save", default=None)
     args = p.parse_args(argv)
     if args.cmd == "load" and args.register:
         from hyvideo_core.config import VariantSpec
@@ -121,7 +182,7 @@ def main(argv=None) -> None:
 
         h, d, s = (int(v) for v in args.register.split(","))
         VARIANTS["bench-probe"] = VariantSpec("bench-probe", "bench", probe_config(h, d, s), is_test_variant=True)
-    print(json.dumps(blockswap(args) if args.cmd == "blockswap" else load(args)))
+    print(json.dumps({"blockswap": blockswap, "load": load, "vae": vae}[args.cmd](args)))
 
 
 if __name__ == "__main__":
