@@ -39,8 +39,12 @@ class VAEDecode:
                              **_TILE_INPUTS}}
 
     def decode(self, vae, samples, tile_size, tile_frames, overlap):
-        video = vae.decode(samples["samples"], tile=_tiles(vae, tile_size, tile_frames, overlap),
-                           callback=progress_callback(previews=False))
+        from ..hyvideo_core.apps.i2v import LATENT_KEY, decode_i2v
+
+        # latent_concat image-to-video latents decode to 4 leading frames that are not part of the video
+        condition = samples.get(LATENT_KEY)
+        video = decode_i2v(vae, samples["samples"], condition.mode if condition is not None else None,
+                           tile=_tiles(vae, tile_size, tile_frames, overlap), callback=progress_callback(previews=False))
         return (video_to_images(video),)
 
 
