@@ -39,8 +39,8 @@ def saved_video(server, result):
 
 def test_every_node_is_listed_with_description_and_tooltips(comfyui_server):
     info = comfyui_server.object_info()
-    for node_id in OUR_NODES:
-        assert node_id in info, f"{node_id} missing from /object_info"
+    assert set(OUR_NODES) <= set(info), set(OUR_NODES) - set(info)
+    for node_id in [n for n in info if n.startswith("HVS_")]:
         node = info[node_id]
         assert node["description"].strip(), node_id
         for section in ("required", "optional"):
