@@ -196,7 +196,8 @@ def stage_export(args, work: Path) -> None:
     import shutil
 
     WEIGHTS.mkdir(parents=True, exist_ok=True)
-    for name, target in (("student", "transformer.safetensors"), ("teacher", "transformer_teacher.safetensors")):
+    # the shipped default is the distilled student (the teacher stays in --work: the 25 MB budget)
+    for name, target in (("student", "transformer.safetensors"),):
         root = work / name / "checkpoints"
         shutil.copy(root / (root / "latest").read_text() / "model.safetensors", WEIGHTS / target)
     shutil.copy(work / "vae.safetensors", WEIGHTS / "vae.safetensors")
