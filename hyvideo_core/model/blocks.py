@@ -13,7 +13,7 @@ from ..config import TransformerConfig
 from .layers import MLP, Conditioning, Modulation, ModulationOut, RMSNorm, layer_norm, modulate
 from .rope import apply_rope
 
-Rope = Tuple[torch.Tensor, torch.Tensor]
+Rope = torch.Tensor  # (L_img, head_dim/2) complex rotations, see rope.rope_frequencies
 
 
 def split_heads(qkv: torch.Tensor, heads: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -47,7 +47,7 @@ class DoubleStreamBlock(nn.Module):
 
         # 1. per-stream q/k/v with RMS q/k norm; RoPE on image tokens only
         img_q, img_k, img_v = self._project_qkv("img", img, img_mod)
-        img_q, img_k = apply_rope(img_q, *rope), apply_rope(img_k, *rope)
+        img_q, img_k = apply_rope(img_q, rope), apply_rope(img_k, rope)
         txt_q, txt_k, txt_v = self._project_qkv("txt", txt, txt_mod)
 
         # 2. joint attention over [image tokens | text tokens]
@@ -87,8 +87,8 @@ class SingleStreamBlock(nn.Module):
         qkv, mlp_in = self.linear1(h).split([3 * self.hidden_size, self.mlp_hidden], dim=-1)
         q, k, v = split_heads(qkv, self.heads)
         q, k = self.q_norm(q), self.k_norm(k)
-        q = torch.cat([apply_rope(q[:, :img_len], *rope), q[:, img_len:]], 1)
-        k = torch.cat([apply_rope(k[:, :img_len], *rope), k[:, img_len:]], 1)
+        q[:, :img_len] = apply_rope(q[:, :img_len], rope)   # q, k are fresh tensors from the norms
+        k[:, :img_len] = apply_rope(k[:, :img_len], rope)
         attn = attention(q, k, v, mask=mask, backend=backend).flatten(2)
         return x + mod.gate(self.linear2(torch.cat([attn, self.mlp_act(mlp_in)], -1)), 2)
 

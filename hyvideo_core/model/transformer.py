@@ -17,7 +17,7 @@ from ..errors import InputError
 from .blocks import DoubleStreamBlock, FinalLayer, SingleStreamBlock
 from .embeddings import MLPEmbedder, PatchEmbed, TimestepEmbedder
 from .layers import Conditioning
-from .rope import rope_tables
+from .rope import rope_frequencies
 from .token_refiner import SingleTokenRefiner
 
 
@@ -38,7 +38,7 @@ class HunyuanVideoTransformer(nn.Module):
         self.compute_dtype: torch.dtype = torch.float32
         self.attention_backend: Optional[str] = None
         self.variant: Optional[str] = None
-        self._rope_cache: Dict[Tuple, Tuple[torch.Tensor, torch.Tensor]] = {}
+        self._rope_cache: Dict[Tuple, torch.Tensor] = {}
         self.block_runner: Optional[BlockRunner] = None  # None = run_blocks
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text_states: torch.Tensor,
@@ -88,11 +88,11 @@ class HunyuanVideoTransformer(nn.Module):
     def token_grid(self, latent_thw) -> Tuple[int, int, int]:
         return tuple(n // p for n, p in zip(latent_thw, self.config.patch_size))
 
-    def rope(self, grid: Tuple[int, int, int], device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
+    def rope(self, grid: Tuple[int, int, int], device: torch.device) -> torch.Tensor:
         key = (grid, str(device))
         if key not in self._rope_cache:
             self._rope_cache.clear()  # one resolution at a time is the common case; keep memory flat
-            self._rope_cache[key] = rope_tables(grid, self.config.rope_axes, self.config.rope_theta, device)
+            self._rope_cache[key] = rope_frequencies(grid, self.config.rope_axes, self.config.rope_theta, device)
         return self._rope_cache[key]
 
     def unpatchify(self, tokens: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:

@@ -1,6 +1,6 @@
 import torch
 
-from hyvideo_core.model.rope import apply_rope, rope_tables
+from hyvideo_core.model.rope import apply_rope, rope_frequencies, rope_tables
 
 
 def test_tables_match_diffusers_rotary_embedding():
@@ -19,7 +19,8 @@ def test_rotation_is_complex_multiplication_of_interleaved_pairs():
     cos, sin = rope_tables((3, 4, 5), (4, 6, 6), 256.0)
     angles = torch.atan2(sin[:, ::2], cos[:, ::2])
     expected = torch.view_as_real(torch.view_as_complex(x.unflatten(-1, (-1, 2))) * torch.polar(torch.ones_like(angles), angles)[None, :, None])
-    torch.testing.assert_close(apply_rope(x, cos, sin), expected.flatten(-2), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(apply_rope(x, rope_frequencies((3, 4, 5), (4, 6, 6), 256.0)), expected.flatten(-2),
+                               atol=1e-5, rtol=1e-5)
 
 
 def test_position_zero_is_identity_and_theta_256_frequencies():
