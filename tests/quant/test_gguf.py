@@ -152,3 +152,23 @@ def test_source_reports_logical_shapes_and_types(tmp_path, monkeypatch):
     assert src.qtype("double_blocks.0.img_mlp.fc1.weight") == "Q8_0"
     assert src.qtype("double_blocks.0.img_attn_q_norm.weight") == "F32"
     assert src.shape("double_blocks.0.img_mlp.fc1.weight") == (256, 64)
+
+
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K"])
+def test_cpu_forward_dequantizes_row_blocks_with_the_same_result(tmp_path, monkeypatch, qtype):
+    """On the CPU a large layer is dequantised a few rows at a time (bounded peak memory)."""
+    from hyvideo_core.quant.gguf import layers
+
+    cfg = Q32 if qtype == "Q8_0" else Q256
+    register(monkeypatch, "gguf-chunks", cfg)
+    state = random_state(cfg)
+    raw = ({k: random_kquant_blocks(qtype, v.numel() // 256, seed=i).reshape(v.shape[0], -1)
+            for i, (k, v) in enumerate(state.items()) if v.dim() == 2 and v.shape[-1] % 256 == 0 and "blocks" in k}
+           if qtype == "Q4_K" else None)
+    model = load_transformer(write_gguf(state, tmp_path / "q.gguf", qtype=qtype, raw_blocks=raw))
+    layer = model.single_blocks[0].linear1
+    x = torch.randn(2, 5, layer.in_features)
+    whole = torch.nn.functional.linear(x, layer.dequantized_weight(torch.float32), layer.bias)
+    monkeypatch.setattr(layers, "CPU_DEQUANT_ELEMENTS", 3 * layer.in_features)   # 3 rows per block
+    assert layer._rows_per_chunk(x.device) == 3
+    torch.testing.assert_close(layer(x), whole, atol=1e-5, rtol=1e-5)

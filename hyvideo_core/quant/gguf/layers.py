@@ -16,10 +16,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dequant import dequantize
+from .dequant import BLOCK_SIZES, dequantize
 from .source import PackedWeight
 
 log = logging.getLogger(__name__)
+
+# On the CPU a large layer's float32 copy (and the int->float intermediate behind it) would set
+# peak memory; there the weight is dequantised this many elements at a time, row block by row block.
+CPU_DEQUANT_ELEMENTS = 1 << 20
 
 
 class GGUFLinear(nn.Linear):
@@ -31,7 +35,25 @@ class GGUFLinear(nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = None if self.bias is None else self.bias.to(x.dtype)
-        return F.linear(x, self.dequantized_weight(x.dtype), bias)
+        rows = self._rows_per_chunk(x.device)
+        if rows is None:
+            return F.linear(x, self.dequantized_weight(x.dtype), bias)
+        out_features, in_features = self.weight_shape
+        raw = self.weight.reshape(out_features, -1)
+        out = x.new_empty(*x.shape[:-1], out_features)
+        for start in range(0, out_features, rows):
+            stop = min(start + rows, out_features)
+            weight = dequantize(raw[start:stop], self.quant_type, (stop - start, in_features), x.dtype)
+            out[..., start:stop] = F.linear(x, weight, None if bias is None else bias[start:stop])
+        return out
+
+    def _rows_per_chunk(self, device: torch.device):
+        """Rows per dequantised block on the CPU, or None to dequantise the layer at once."""
+        out_features, in_features = self.weight_shape
+        block, size = BLOCK_SIZES[self.quant_type]
+        rows = max(1, CPU_DEQUANT_ELEMENTS // in_features)
+        row_aligned = in_features % block == 0 and self.weight.numel() == out_features * (in_features // block) * size
+        return rows if device.type == "cpu" and row_aligned and rows < out_features else None
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, quant_type={self.quant_type}"
