@@ -78,12 +78,16 @@ class Upsample(nn.Module):
         self.conv = CausalConv3d(channels, channels, 3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        first = F.interpolate(x[:, :, 0], scale_factor=self.factor[1:], mode="nearest").unsqueeze(2)
-        if x.shape[2] > 1:
-            rest = F.interpolate(x[:, :, 1:].contiguous(), scale_factor=self.factor, mode="nearest")
-            first = torch.cat((first, rest), dim=2)
-            del rest
-        return self.conv(first)
+        ft, fh, fw = self.factor
+        b, c, t, h, w = x.shape
+        out = x.new_empty(b, c, 1 + ft * (t - 1), h * fh, w * fw)
+        # Nearest up-sampling written as broadcast copies into one tensor: no intermediates.
+        out[:, :, :1].view(b, c, 1, h, fh, w, fw).copy_(
+            x[:, :, :1, :, None, :, None].expand(b, c, 1, h, fh, w, fw))
+        if t > 1:
+            out[:, :, 1:].view(b, c, t - 1, ft, h, fh, w, fw).copy_(
+                x[:, :, 1:, None, :, None, :, None].expand(b, c, t - 1, ft, h, fh, w, fw))
+        return self.conv(out)
 
 
 class DownBlock(nn.Module):
