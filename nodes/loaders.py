@@ -35,13 +35,15 @@ class LoadTransformer:
             "attention": (list(available_backends()), tooltip(
                 "Attention kernel. flash_varlen and sage need their packages and a CUDA GPU; if unavailable, "
                 "sdpa is used and the log says why.", default="sdpa")),
+        }, "optional": {
+            "memory": (f"{PREFIX}_MEMORY", tooltip("From HunyuanVideo Memory Settings: fp8, block swap, compile.")),
         }}
 
-    def load(self, model_name, weight_dtype, attention):
-        from ..hyvideo_core import load_transformer
+    def load(self, model_name, weight_dtype, attention, memory=None):
+        from ..hyvideo_core.runtime.options import prepare_transformer
 
-        return (load_transformer(resolve_model("transformer", model_name), device=torch_device(),
-                                 dtype=_dtype(weight_dtype), attention_backend=attention),)
+        return (prepare_transformer(resolve_model("transformer", model_name), device=torch_device(),
+                                    dtype=_dtype(weight_dtype), attention_backend=attention, memory=memory),)
 
 
 class LoadVAE:

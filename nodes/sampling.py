@@ -74,14 +74,17 @@ class Sampler:
                                      "negative prompt.", default=1.0, min=1.0, max=30.0, step=0.1)),
             "denoise": ("FLOAT", tooltip("1.0 starts from pure noise; less keeps that much of the input video "
                                          "(video-to-video).", default=1.0, min=0.01, max=1.0, step=0.01)),
+        }, "optional": {
+            "step_cache": (f"{PREFIX}_STEP_CACHE", tooltip("From HunyuanVideo Step Cache: skip passes that barely "
+                                                           "change the result.")),
         }}
 
-    def sample(self, model, embeds, latent, seed, steps, shift, embedded_guidance, cfg, denoise):
+    def sample(self, model, embeds, latent, seed, steps, shift, embedded_guidance, cfg, denoise, step_cache=None):
         from ..hyvideo_core.apps.t2v import SamplerOptions, sample_latents
         from ..hyvideo_core.variants import get_variant
 
         options = SamplerOptions(steps=steps, shift=shift, embedded_guidance=embedded_guidance or None,
-                                 cfg_scale=cfg, seed=seed, denoise=denoise)
+                                 cfg_scale=cfg, seed=seed, denoise=denoise, step_cache=step_cache)
         scaling_factor = get_variant(model.variant).vae.scaling_factor
         if latent.get("hvs_image_condition") is not None or model.config.condition_type == "latent_concat":
             from ..hyvideo_core.apps.i2v import LATENT_KEY, sample_i2v_latents   # image-to-video

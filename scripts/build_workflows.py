@@ -50,6 +50,18 @@ GRAPHS = {
             [0, "fixed", 8, 7.0, 6.0, 1.0, 0.6], [("LATENT", "LATENT")], (2, 1)),
         **DECODE_SAVE,
     },
+    "text_to_video_low_memory": {
+        **LOADERS, ENCODE[0]: ENCODE[1],
+        1: ("HVS_LoadTransformer", {"memory": (12, 0)}, [EMBEDDED, "auto", "sdpa"], [("model", "HVS_MODEL")], (0, 0)),
+        12: ("HVS_MemorySettings", {}, ["fp8_e4m3fn", "auto", 12.0, 0, 0, "cpu", False],
+             [("memory", "HVS_MEMORY")], (0, 4)),
+        13: ("HVS_StepCache", {}, ["teacache", 0.15], [("step_cache", "HVS_STEP_CACHE")], (1, 3)),
+        5: ("HVS_EmptyVideoLatent", {"vae": (2, 0)}, [128, 128, 33, 1], [("LATENT", "LATENT")], (1, 1)),
+        6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (5, 0), "step_cache": (13, 0)},
+            [0, "fixed", 8, 7.0, 6.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
+        7: ("HVS_VAEDecode", {"vae": (2, 0), "samples": (6, 0)}, [64, 16, 0.25], [("IMAGE", "IMAGE")], (3, 1)),
+        8: DECODE_SAVE[8],
+    },
     "image_to_video": {
         **LOADERS,
         10: ("LoadImage", {}, ["example.png", "image"], [("IMAGE", "IMAGE"), ("MASK", "MASK")], (0, 4)),
@@ -79,6 +91,9 @@ WIDGETS = {
     "LoadImage": ["image", "upload"],
     "HVS_LoadImageEncoder": ["vision_name"],
     "HVS_ImageToVideoConditioning": ["prompt", "frames", "base_size", "resize", "condition", "batch_size"],
+    "HVS_MemorySettings": ["quantize", "block_swap", "weights_budget_gb", "swap_double_blocks", "swap_single_blocks",
+                           "offload_to", "compile"],
+    "HVS_StepCache": ["method", "threshold"],
 }
 
 

@@ -27,6 +27,7 @@ from ..runtime.progress import ProgressCallback
 from ..sampling.loop import LATENT_CONCAT, TOKEN_REPLACE, image_condition, sample
 from ..sampling.noise import latent_shape, make_noise
 from ..text_encoders.llava_image import as_rgb_image, black_image_like, encode_image_prompt
+from .t2v import sample_latents
 
 logger = logging.getLogger(__name__)
 
@@ -276,23 +277,6 @@ def sample_i2v_latents(model, positive, latents: torch.Tensor, condition: Option
         raise InputError(
             f"the image conditioning was made for {condition.mode!r} but this model is {mode!r} "
             f"({model.config.in_channels} input channels); set the conditioning node's condition to {mode!r}")
-    device = next(model.parameters()).device
-    b = latents.shape[0]
-
-    def embeds(e):
-        e = e.to(device)
-        if e.text_states.shape[0] == b:
-            return e.text_states, e.text_mask, e.text_states_2
-        if e.text_states.shape[0] != 1:
-            raise InputError(f"{e.text_states.shape[0]} prompts for a batch of {b} latents; expected 1 or {b}")
-        return (e.text_states.expand(b, -1, -1), e.text_mask.expand(b, -1), e.text_states_2.expand(b, -1))
-
-    noise = make_noise(latents.shape, options.seed, device=device)
-    start = latents.to(device).float() * scaling_factor if options.denoise < 1 else None
-    out = sample(model, noise, *embeds(positive), steps=options.steps, shift=options.shift,
-                 embedded_guidance=options.embedded_guidance, cfg_scale=options.cfg_scale,
-                 negative=embeds(negative) if negative is not None and options.cfg_scale > 1 else None,
-                 callback=callback, latents=start, denoise=options.denoise,
-                 image_latents=condition.image_latents.to(device).float() * scaling_factor, condition=mode,
-                 i2v_stability=i2v_stability)
-    return out / scaling_factor
+    return sample_latents(model, positive, latents, options, scaling_factor=scaling_factor, negative=negative,
+                          callback=callback, image_latents=condition.image_latents, condition=mode,
+                          i2v_stability=i2v_stability)

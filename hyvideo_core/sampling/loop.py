@@ -10,6 +10,7 @@ from typing import Optional, Tuple
 import torch
 
 from ..errors import InputError
+from ..runtime.options import StepCacheOptions, step_caching
 from ..runtime.progress import ProgressCallback, ProgressEvent, report
 from .schedules import flow_sigmas
 
@@ -22,7 +23,8 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: Opt
            cfg_scale: float = 1.0, negative: Optional[Negative] = None,
            callback: Optional[ProgressCallback] = None, latents: Optional[torch.Tensor] = None,
            denoise: float = 1.0, image_latents: Optional[torch.Tensor] = None,
-           condition: Optional[str] = None, i2v_stability: bool = True) -> torch.Tensor:
+           condition: Optional[str] = None, i2v_stability: bool = True,
+           step_cache: Optional[StepCacheOptions] = None) -> torch.Tensor:
     """Denoise ``noise`` (B, C, T, H, W) into scaled latents with ``steps`` Euler steps.
 
     Args:
@@ -39,6 +41,8 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: Opt
             ``cat([x, image latent at frame 0 + zeros, mask], dim=1)`` to a 2C+1-channel model.
         i2v_stability: start from 0.999·noise + 0.001·image latent (over all frames), the
             official ``--i2v-stability``; diffusers' I2V pipeline always does this.
+        step_cache: TeaCache / First-Block-Cache installed for this run only
+            (:class:`~hyvideo_core.runtime.options.StepCacheOptions`).
     Returns:
         float32 latents in the model's (scaled) latent space.
     """
@@ -62,14 +66,15 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: Opt
         return predict_velocity(model, image.model_input(x), sigma, text_states, text_mask, text_states_2,
                                 embedded_guidance, cfg_scale, negative, token_replace=image.token_replace)
 
-    for i in range(first, steps):
-        sigma, sigma_next = sigmas[i], sigmas[i + 1]
-        v = velocity(sigma)
-        denoised = x - sigma * v
-        x = x + (sigma_next - sigma) * v
-        if image is not None:
-            x, denoised = image.after_step(x), image.after_step(denoised)
-        report(callback, ProgressEvent("sample", i + 1 - first, steps - first, latents=x, denoised=denoised))
+    with step_caching(model, step_cache, steps - first):
+        for i in range(first, steps):
+            sigma, sigma_next = sigmas[i], sigmas[i + 1]
+            v = velocity(sigma)
+            denoised = x - sigma * v
+            x = x + (sigma_next - sigma) * v
+            if image is not None:
+                x, denoised = image.after_step(x), image.after_step(denoised)
+            report(callback, ProgressEvent("sample", i + 1 - first, steps - first, latents=x, denoised=denoised))
     return x
 
 

@@ -162,3 +162,15 @@ def test_pack_adds_under_a_second_to_start_up(comfyui_server):
                                                     comfyui_server.log_text())]
     assert times, "no import-time line for our pack in the server log"
     assert times[-1] < 1.0, times
+
+
+def test_low_memory_workflow_runs_with_fp8_and_step_cache(comfyui_server, queue_prompt):
+    wf = api("text_to_video_low_memory", **{"5": {"width": 64, "height": 64, "frames": 9}, "6": {"steps": 4}})
+    result = queue_prompt(wf, timeout=600)
+    frames, _ = read_video(saved_video(comfyui_server, result))
+    assert frames.shape == (9, 64, 64, 3)
+    log = comfyui_server.log_text()
+    assert "quantize_transformer(fp8_e4m3fn): 26 block linears quantised" in log   # all block linears of `tiny`
+    import re
+    full, cached = map(int, re.findall(r"step cache \(teacache 0.15\): (\d+) full / (\d+) cached", log)[-1])
+    assert full + cached == 4 and full >= 1

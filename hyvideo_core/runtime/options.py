@@ -1,0 +1,109 @@
+"""Typed options for the speed and memory passes, and the one call that applies them.
+
+``prepare_transformer`` loads a transformer and applies, from outside the model, fp8 weight
+quantisation, block swap (planned from a memory budget or set by hand) and regional compile;
+``StepCacheOptions`` is what ``sample(..., step_cache=...)`` installs for one sampling run.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+import torch
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+GIB = 1 << 30
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    quantize: str = "none"         # "none" | "fp8_e4m3fn" (block linears, per-tensor scale)
+    block_swap: str = "off"        # "off" | "auto" (plan from weights_budget_gb) | "manual"
+    weights_budget_gb: float = 12.0  # device memory the transformer weights may take with "auto"
+    swap_double: int = 0           # with "manual": the last N double blocks live off the device
+    swap_single: int = 0
+    store: str = "cpu"             # where swapped blocks live: "cpu" (pinned RAM) or "disk"
+    compile: bool = False          # regional torch.compile per block
+
+    def __post_init__(self) -> None:
+        for name, value, allowed in (("quantize", self.quantize, ("none", "fp8_e4m3fn")),
+                                     ("block_swap", self.block_swap, ("off", "auto", "manual")),
+                                     ("store", self.store, ("cpu", "disk"))):
+            if value not in allowed:
+                raise InputError(f"{name} must be one of {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class StepCacheOptions:
+    method: str = "teacache"       # "teacache" | "first_block_cache"
+    threshold: float = 0.15        # 0 disables skipping (bit-identical output)
+
+    def __post_init__(self) -> None:
+        if self.method not in ("teacache", "first_block_cache"):
+            raise InputError(f"step cache method must be 'teacache' or 'first_block_cache', got {self.method!r}")
+        if self.threshold < 0:
+            raise InputError(f"step cache threshold must be >= 0, got {self.threshold}")
+
+
+def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optional[torch.dtype] = None,
+                        attention_backend: Optional[str] = None, memory: Optional[MemoryOptions] = None):
+    """``load_transformer`` followed by the memory passes in ``memory``."""
+    from ..attention import resolve_backend
+    from ..checkpoints.load import default_compute_dtype, load_transformer
+    from ..quant.cast import cast_weights_on_the_fly
+    from .offload import enable_block_swap, plan_block_swap, plan_for
+
+    memory = memory or MemoryOptions()
+    device = torch.device(device)
+    # Swapping to the CPU's own RAM saves nothing; to disk it does.
+    swap = memory.block_swap != "off" and (device.type != "cpu" or memory.store == "disk")
+    if memory.block_swap != "off" and not swap:
+        log.info("block swap off: the model already runs from CPU memory (choose store='disk' to page blocks)")
+    model = load_transformer(path, device="cpu" if swap else device, dtype=dtype, attention_backend=attention_backend)
+    if swap and device.type != "cpu":
+        # loaded on the CPU so swapped blocks never touch the device: set the device's compute dtype
+        storage = model.double_blocks[0].img_attn_qkv.weight.dtype if len(model.double_blocks) else torch.bfloat16
+        compute = dtype or default_compute_dtype(device, storage if storage.is_floating_point else torch.bfloat16)
+        cast_weights_on_the_fly(model, compute)
+        model.compute_dtype = compute
+        model.attention_backend = resolve_backend(attention_backend, device)
+    if memory.quantize != "none":
+        from ..quant.passes import quantize_transformer
+
+        quantize_transformer(model, memory.quantize)
+    if swap:
+        plan = (plan_block_swap(model, int(memory.weights_budget_gb * GIB)) if memory.block_swap == "auto"
+                else plan_for(model, memory.swap_double, memory.swap_single))
+        model.block_swap = enable_block_swap(model, plan, device, store=memory.store)
+    if memory.compile:
+        from .compile import compile_blocks, compile_unavailable
+
+        reason = compile_unavailable(device)
+        if reason:
+            log.warning("torch.compile skipped: %s", reason)
+        else:
+            compile_blocks(model)
+    return model
+
+
+@contextlib.contextmanager
+def step_caching(model, options: Optional[StepCacheOptions], num_steps: int) -> Iterator[object]:
+    """Install the step cache for one sampling run and remove it afterwards."""
+    if options is None:
+        yield None
+        return
+    from .caching import apply_first_block_cache, apply_teacache
+
+    apply = apply_teacache if options.method == "teacache" else apply_first_block_cache
+    handle = apply(model, options.threshold, num_steps)
+    try:
+        yield handle
+    finally:
+        log.info("step cache (%s %.3g): %d full / %d cached transformer passes", options.method, options.threshold,
+                 handle.stats.full, handle.stats.cached)
+        handle.remove()
