@@ -6,6 +6,7 @@ from typing import Optional
 
 import torch
 
+from ..config import SamplerDefaults
 from ..errors import InputError
 from ..runtime.options import StepCacheOptions
 from ..runtime.progress import ProgressCallback
@@ -56,11 +57,8 @@ def text_to_video(transformer, vae, encoders, request: VideoRequest,
 
 
 @dataclass(frozen=True)
-class SamplerOptions:
-    steps: int = 50
-    shift: float = 7.0
-    embedded_guidance: Optional[float] = 6.0
-    cfg_scale: float = 1.0
+class SamplerOptions(SamplerDefaults):
+    """A variant's sampler defaults plus what changes per run."""
     seed: int = 0
     denoise: float = 1.0
     step_cache: Optional[StepCacheOptions] = None
