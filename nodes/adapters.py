@@ -15,8 +15,12 @@ import torch
 PREFIX = "HVS"
 CATEGORY = "HunyuanVideo Suite"
 
-# Entries that select the embedded default models (written once, see hyvideo_core.demo_models).
+# Entries that select the embedded models: the tiny random-weight demo (written once, see
+# hyvideo_core.demo_models) and the toy-world model trained by the suite (hyvideo_core/toy/weights).
 EMBEDDED = "[embedded] tiny demo"
+EMBEDDED_TOY = "[embedded] toy world"
+_TOY_FILES = {"transformer": "transformer.safetensors", "vae": "vae.safetensors",
+              "text_encoder": "text_encoder", "clip": "text_encoder_2"}
 
 # folder_paths keys per model kind, newest name first (older ComfyUI releases lack some).
 MODEL_FOLDERS: Dict[str, Sequence[str]] = {
@@ -36,7 +40,13 @@ def list_models(kind: str) -> List[str]:
             names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
         except KeyError:  # folder name unknown to this ComfyUI version
             continue
-    return [EMBEDDED] + names
+    return [EMBEDDED] + ([EMBEDDED_TOY] if _toy_path(kind) else []) + names
+
+
+def _toy_path(part: str) -> Optional[str]:
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyvideo_core", "toy",
+                        "weights", _TOY_FILES[part])
+    return path if os.path.exists(path) else None
 
 
 def resolve_model(kind: str, name: str, part: Optional[str] = None) -> str:
@@ -47,6 +57,8 @@ def resolve_model(kind: str, name: str, part: Optional[str] = None) -> str:
 
         paths = ensure_demo_models()
         return getattr(paths, part or kind)
+    if name == EMBEDDED_TOY and _toy_path(part or kind):
+        return _toy_path(part or kind)
     import folder_paths
 
     for folder in MODEL_FOLDERS[kind]:

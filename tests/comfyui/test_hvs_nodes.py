@@ -174,3 +174,17 @@ def test_low_memory_workflow_runs_with_fp8_and_step_cache(comfyui_server, queue_
     import re
     full, cached = map(int, re.findall(r"step cache \(teacache 0.15\): (\d+) full / (\d+) cached", log)[-1])
     assert full + cached == 4 and full >= 1
+
+
+def test_trained_toy_model_is_selectable_and_runs(comfyui_server, queue_prompt):
+    info = comfyui_server.object_info()
+    for node, widget in (("HVS_LoadTransformer", "model_name"), ("HVS_LoadVAE", "vae_name"),
+                         ("HVS_LoadTextEncoders", "llm_name"), ("HVS_LoadTextEncoders", "clip_name")):
+        assert "[embedded] toy world" in info[node]["input"]["required"][widget][0]
+    toy = "[embedded] toy world"
+    wf = api("text_to_video", **{"1": {"model_name": toy}, "2": {"vae_name": toy},
+                                 "3": {"llm_name": toy, "clip_name": toy},
+                                 "5": {"width": 64, "height": 64, "frames": 17},
+                                 "6": {"steps": 4, "shift": 3.0, "embedded_guidance": 4.0}})
+    frames, _ = read_video(saved_video(comfyui_server, queue_prompt(wf, timeout=600)))
+    assert frames.shape == (17, 64, 64, 3)
