@@ -44,6 +44,9 @@ def list_models(kind: str) -> List[str]:
 
 
 def _toy_path(part: str) -> Optional[str]:
+    """The toy model's file for ``part``; None when the toy model has none (e.g. no image encoder)."""
+    if part not in _TOY_FILES:
+        return None
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyvideo_core", "toy",
                         "weights", _TOY_FILES[part])
     return path if os.path.exists(path) else None
