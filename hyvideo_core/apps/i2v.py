@@ -24,10 +24,10 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 from ..runtime.progress import ProgressCallback
-from ..sampling.loop import LATENT_CONCAT, TOKEN_REPLACE, image_condition, sample
-from ..sampling.noise import latent_shape, make_noise
+from ..sampling.loop import LATENT_CONCAT, TOKEN_REPLACE, image_condition
+from ..sampling.noise import latent_shape
 from ..text_encoders.llava_image import as_rgb_image, black_image_like, encode_image_prompt
-from .t2v import sample_latents
+from .t2v import SamplerOptions, decode_latents, sample_latents
 
 logger = logging.getLogger(__name__)
 
@@ -194,31 +194,26 @@ def image_to_video(transformer, vae, encoders, image: Any, request: I2VRequest, 
     mode = condition_mode(transformer, vae)
     image = as_rgb_image(image)
     cond = encode_image(vae, image, base_size=request.base_size, bucket=request.bucket, resize=request.resize)
-    h, w = cond.size
-    device = next(transformer.parameters()).device
     positive = encode_image_prompt(encoders, request.prompt, image, mode=mode, image_encoder=image_encoder,
-                                   image_embed_interleave=request.image_embed_interleave).to(device)
+                                   image_embed_interleave=request.image_embed_interleave)
     negative = None
     if request.cfg_scale > 1:
-        neg = encode_image_prompt(encoders, request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
-                                  black_image_like(image), mode=mode, image_encoder=image_encoder,
-                                  image_embed_interleave=request.image_embed_interleave).to(device)
-        negative = (neg.text_states, neg.text_mask, neg.text_states_2)
-    shape = latent_shape(request.frames, h, w, channels=vae.config.latent_channels)
-    noise = make_noise(shape, request.seed, device=device)
-    latents = sample(transformer, noise, positive.text_states, positive.text_mask, positive.text_states_2,
-                     steps=request.steps, shift=request.flow_shift, embedded_guidance=request.embedded_guidance,
-                     cfg_scale=request.cfg_scale, negative=negative, callback=callback,
-                     image_latents=cond.scaled.to(device), condition=mode, i2v_stability=request.i2v_stability)
-    return decode_i2v(vae, latents / vae.scaling_factor, mode, tile=request.tile, callback=callback)
+        negative = encode_image_prompt(encoders, request.negative_prompt or DEFAULT_NEGATIVE_PROMPT,
+                                       black_image_like(image), mode=mode, image_encoder=image_encoder,
+                                       image_embed_interleave=request.image_embed_interleave)
+    empty = torch.zeros(latent_shape(request.frames, *cond.size, channels=vae.config.latent_channels))
+    options = SamplerOptions(steps=request.steps, shift=request.flow_shift, embedded_guidance=request.embedded_guidance,
+                             cfg_scale=request.cfg_scale, seed=request.seed)
+    raw = sample_latents(transformer, positive, empty, options, scaling_factor=vae.scaling_factor, negative=negative,
+                         callback=callback, image_latents=cond.raw, condition=mode,
+                         i2v_stability=request.i2v_stability)
+    return decode_i2v(vae, raw, mode, tile=request.tile, callback=callback)
 
 
 def decode_i2v(vae, raw_latents: torch.Tensor, mode: str, *, tile=None,
                callback: Optional[ProgressCallback] = None) -> torch.Tensor:
     """VAE-decode raw latents; latent_concat drops the first 4 frames (official, diffusers)."""
-    vae_device = next(vae.parameters()).device
-    with torch.no_grad():
-        video = vae.decode(raw_latents.to(vae_device, vae.dtype), tile=tile, callback=callback).float().cpu()
+    video = decode_latents(vae, raw_latents, tile=tile, callback=callback)
     if mode == LATENT_CONCAT:
         video = video[:, :, LATENT_CONCAT_DROPPED_FRAMES:]
     return video

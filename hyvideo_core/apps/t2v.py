@@ -38,22 +38,24 @@ def text_to_video(transformer, vae, encoders, request: VideoRequest,
     """Generate one video; returns (1, 3, F, H, W) in [-1, 1] on the CPU."""
     from ..text_encoders import encode_prompt
 
-    shape = latent_shape(request.frames, request.height, request.width, channels=transformer.config.in_channels)
     template = "video" if request.frames > 1 else "image"
-    device = next(transformer.parameters()).device
-    positive = encode_prompt(encoders, request.prompt, template=template).to(device)
-    negative = None
-    if request.cfg_scale > 1:
-        neg = encode_prompt(encoders, request.negative_prompt or DEFAULT_NEGATIVE_PROMPT, template=template).to(device)
-        negative = (neg.text_states, neg.text_mask, neg.text_states_2)
-    noise = make_noise(shape, request.seed, device=device)
-    latents = sample(transformer, noise, positive.text_states, positive.text_mask, positive.text_states_2,
-                     steps=request.steps, shift=request.shift, embedded_guidance=request.embedded_guidance,
-                     cfg_scale=request.cfg_scale, negative=negative, callback=callback)
-    vae_device = next(vae.parameters()).device
+    positive = encode_prompt(encoders, request.prompt, template=template)
+    negative = (encode_prompt(encoders, request.negative_prompt or DEFAULT_NEGATIVE_PROMPT, template=template)
+                if request.cfg_scale > 1 else None)
+    empty = torch.zeros(latent_shape(request.frames, request.height, request.width,
+                                     channels=transformer.config.in_channels))
+    options = SamplerOptions(steps=request.steps, shift=request.shift, embedded_guidance=request.embedded_guidance,
+                             cfg_scale=request.cfg_scale, seed=request.seed)
+    raw = sample_latents(transformer, positive, empty, options, scaling_factor=vae.scaling_factor,
+                         negative=negative, callback=callback)
+    return decode_latents(vae, raw, tile=request.tile, callback=callback)
+
+
+def decode_latents(vae, raw_latents: torch.Tensor, *, tile=None,
+                   callback: Optional[ProgressCallback] = None) -> torch.Tensor:
+    """VAE-decode raw latents on the VAE's device; returns float32 video on the CPU."""
     with torch.no_grad():
-        video = vae.decode((latents / vae.scaling_factor).to(vae_device, vae.dtype), tile=request.tile, callback=callback)
-    return video.float().cpu()
+        return vae.decode(raw_latents.to(vae.device, vae.dtype), tile=tile, callback=callback).float().cpu()
 
 
 @dataclass(frozen=True)
