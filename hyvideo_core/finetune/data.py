@@ -40,7 +40,10 @@ def parse_buckets(spec: Sequence) -> List[Bucket]:
     """Buckets from ``[(17, 64, 64), "33x128x96", ...]``; frames must be 4n+1, sizes multiples of 16."""
     out = []
     for b in spec:
-        f, h, w = (int(v) for v in (b.split("x") if isinstance(b, str) else b))
+        try:
+            f, h, w = (int(v) for v in (b.lower().split("x") if isinstance(b, str) else b))
+        except (TypeError, ValueError):
+            raise InputError(f"bucket {b!r} is not FRAMESxHEIGHTxWIDTH; write it like 17x64x64 or 33x544x960") from None
         if (f - 1) % 4 or f < 1:
             raise InputError(f"bucket {b}: frames must be 4n+1 (1, 5, ..., 17, 33, ...); found {f}")
         if h % 16 or w % 16 or h < 16 or w < 16:
@@ -94,26 +97,37 @@ class RawClip:
     caption: str
 
 
+def dataset_videos(folder: str) -> List[Path]:
+    """The video files of a dataset folder, sorted. Clear errors for a missing or empty folder."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise InputError(f"dataset folder {folder!r} does not exist or is not a folder; give the folder that holds "
+                         f"the training videos, each with a same-name .txt caption (clip1.mp4 + clip1.txt)")
+    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not videos:
+        raise InputError(f"dataset folder {folder!r} holds no videos ({', '.join(VIDEO_EXTENSIONS)}) with "
+                         f"same-name .txt captions; found {len(list(root.iterdir()))} other file(s). Put the clips "
+                         f"there as e.g. clip1.mp4 + clip1.txt")
+    return videos
+
+
 def folder_source(folder: str) -> Iterator[RawClip]:
     """Videos with same-stem ``.txt`` captions. Clear errors for a missing, empty or unreadable folder."""
     from ..video_io import read_video
 
-    root = Path(folder)
-    if not root.is_dir():
-        raise InputError(f"dataset folder {folder!r} does not exist or is not a folder")
-    videos = sorted(p for p in root.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS)
-    if not videos:
-        raise InputError(f"dataset folder {folder!r} holds no videos ({', '.join(VIDEO_EXTENSIONS)}) with "
-                         f"same-name .txt captions; found {len(list(root.iterdir()))} other file(s)")
-    for p in videos:
+    for p in dataset_videos(folder):
         cap = p.with_suffix(".txt")
         if not cap.is_file():
-            raise InputError(f"{p.name} has no caption file {cap.name} next to it")
+            raise InputError(f"{p.name} has no caption file {cap.name} next to it; write the clip's caption "
+                             f"into {cap.name} or remove the clip")
         try:
             frames, _ = read_video(p)
         except Exception as e:  # noqa: BLE001 - any decoder failure becomes one clear message
             raise InputError(f"could not read video {str(p)!r} ({type(e).__name__}: {e}); re-encode it as H.264 .mp4 "
                              f"or remove it from the dataset") from None
+        if not len(frames):
+            raise InputError(f"video {str(p)!r} has no frames; re-encode it as H.264 .mp4 or remove it from the "
+                             f"dataset")
         yield RawClip(p.stem, frames, cap.read_text().strip())
 
 
@@ -150,15 +164,22 @@ def encoders_text_fn(encoders, template: str = "video", max_length: int = 256) -
 
 
 def cache_dataset(out_dir: str, clips: Iterator[RawClip], vae, encode_text: TextEncodeFn,
-                  buckets: Sequence[Bucket], skip_short: bool = False, batch: int = 1) -> dict:
+                  buckets: Sequence[Bucket], skip_short: bool = False, batch: int = 1,
+                  callback: Optional[Callable[[int], None]] = None) -> dict:
     """Encode every clip into ``out_dir`` (latents with the VAE, captions with ``encode_text``).
-    Existing entries are kept, so an interrupted cache run continues where it stopped."""
+    Existing entries are kept, so an interrupted cache run continues where it stopped; a
+    finished cache made with other buckets is an error (pick another folder). ``callback(n)``
+    is called after each clip with the number of clips handled so far; it may raise to stop."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
-    (out / "clips").mkdir(parents=True, exist_ok=True)
     manifest_path = out / "cache.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"entries": []}
+    wanted = [list(b) for b in buckets]
+    if "buckets" in manifest and manifest["buckets"] != wanted:
+        raise InputError(f"cache folder {str(out)!r} already holds a cache made with buckets {manifest['buckets']}, "
+                         f"this run asks for {wanted}; choose another (empty) cache folder or delete that one")
+    (out / "clips").mkdir(parents=True, exist_ok=True)
     done = {e["id"] for e in manifest["entries"]}
     text_cache: Dict[str, Tuple[torch.Tensor, ...]] = {}
 
@@ -173,6 +194,8 @@ def cache_dataset(out_dir: str, clips: Iterator[RawClip], vae, encode_text: Text
     for clip in clips:
         count += 1
         if clip.id in done:
+            if callback is not None:
+                callback(count)
             continue
         f, h, w, _ = clip.frames.shape
         try:
@@ -181,6 +204,8 @@ def cache_dataset(out_dir: str, clips: Iterator[RawClip], vae, encode_text: Text
             if skip_short:
                 skipped += 1
                 log.warning("skipping %s: %d frames is shorter than every bucket", clip.id, f)
+                if callback is not None:
+                    callback(count)
                 continue
             raise
         video = fit_to_bucket(clip.frames, bucket)
@@ -196,6 +221,8 @@ def cache_dataset(out_dir: str, clips: Iterator[RawClip], vae, encode_text: Text
                                     "latent_shape": list(latents.shape)})
         if len(manifest["entries"]) % 50 == 0:
             atomic_write_text(manifest_path, json.dumps(manifest))
+        if callback is not None:
+            callback(count)
     if count == 0:
         raise InputError("the clip source yielded no clips; nothing to cache")
     if not manifest["entries"]:

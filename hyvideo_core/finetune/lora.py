@@ -25,6 +25,7 @@ shares one down matrix, the up matrices stacked). The mapping is the diffusers l
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -106,10 +107,11 @@ def _matches(name: str, targets: Sequence[str]) -> bool:
 
 
 def linear_modules(model: nn.Module) -> Dict[str, nn.Module]:
-    """Every Linear-like layer (has in_features / out_features / a 2-D weight), by name."""
+    """Every Linear-like layer (has in_features / out_features / a 2-D weight), by name. A layer
+    of a block-swapped block whose weight is swapped out (an empty placeholder) counts too."""
     return {n: m for n, m in model.named_modules()
             if isinstance(getattr(m, "in_features", None), int) and isinstance(getattr(m, "out_features", None), int)
-            and getattr(m, "weight", None) is not None and m.weight.dim() == 2}
+            and getattr(m, "weight", None) is not None and (m.weight.dim() == 2 or m.weight.numel() == 0)}
 
 
 def inject_lora(model: nn.Module, rank: int = 16, alpha: Optional[float] = None,
@@ -245,6 +247,80 @@ def load_lora(path: Union[str, os.PathLike], model: nn.Module, strength: float =
     """Read a LoRA file in any supported format and apply it to ``model``."""
     weights = read_lora(path, model)
     return apply_lora(model, weights, strength=strength, merge=merge, path=os.fspath(path))
+
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_forward_pre_hooks",
+               "_forward_pre_hooks_with_kwargs", "_backward_hooks", "_backward_pre_hooks")
+
+
+def shared_copy(model: nn.Module, names: Iterable[str]) -> nn.Module:
+    """A copy of ``model`` in which the modules named in ``names`` and their ancestors are new
+    objects (so they can be changed freely) and everything else is shared: every parameter and
+    buffer tensor, and every other submodule. Costs a few Python objects, no tensor memory.
+    Hooks present now (e.g. block swap's) keep firing on the copy; hooks added later to one of
+    the two do not reach the other."""
+    def fresh(module: nn.Module) -> nn.Module:
+        new = copy.copy(module)          # own __dict__ (attributes, class); tensors stay shared
+        new._modules = dict(module._modules)
+        for attr in _HOOK_DICTS:
+            if isinstance(getattr(module, attr, None), dict):
+                setattr(new, attr, type(getattr(module, attr))(getattr(module, attr)))
+        return new
+
+    root = fresh(model)
+    copies = {"": root}
+    for name in sorted(set(names)):
+        parts = name.split(".")
+        for depth in range(1, len(parts) + 1):
+            path = ".".join(parts[:depth])
+            if path not in copies:
+                parent = copies[".".join(parts[:depth - 1])]
+                child = parent._modules.get(parts[depth - 1])
+                if child is None:
+                    raise InputError(f"{path} is not a submodule of this model")
+                copies[path] = parent._modules[parts[depth - 1]] = fresh(child)
+    return root
+
+
+def _stack_adapter(m: nn.Module, w: LoRAWeights, strength: float) -> None:
+    """Add ``w`` to a layer that already carries an adapter: one adapter of rank r1 + r2 with
+    B = [s1·scale1·B1 | s2·scale2·B2], A = [A1; A2] (the sum of both updates), scale 1."""
+    down = torch.cat([m.lora_A.weight.detach().float(), w.down.float().to(m.lora_A.weight.device)], 0)
+    up = torch.cat([m.lora_B.weight.detach().float() * (m.lora_scale * m.lora_strength),
+                    w.up.float().to(m.lora_B.weight.device) * (w.scale * strength)], 1)
+    m.lora_A = nn.Linear(down.shape[1], down.shape[0], bias=False, device=down.device, dtype=torch.float32)
+    m.lora_B = nn.Linear(up.shape[1], up.shape[0], bias=False, device=up.device, dtype=torch.float32)
+    with torch.no_grad():
+        m.lora_A.weight.copy_(down)
+        m.lora_B.weight.copy_(up)
+    m.lora_A.requires_grad_(False)
+    m.lora_B.requires_grad_(False)
+    m.lora_alpha, m.lora_scale, m.lora_strength = float(down.shape[0]), 1.0, 1.0
+
+
+def with_lora(model: nn.Module, weights: Mapping[str, LoRAWeights], strength: float = 1.0,
+              path: str = "<memory>") -> nn.Module:
+    """``model`` plus ``weights`` as live (unmerged) adapters, returned as a new model object;
+    ``model`` itself is not changed and keeps working (for node graphs that share one loaded
+    model between branches). Base weights are shared, not copied; only the adapted layers are
+    new objects holding the small A/B matrices, so it works on fp8, GGUF and block-swapped
+    models too. A layer that already carries an adapter (from an earlier ``with_lora``) gets
+    the sum of both. ``strength`` 0 returns ``model`` itself (exactly the base output)."""
+    check_lora_fits(model, weights, path)
+    if strength == 0:
+        return model
+    new = shared_copy(model, weights)
+    layers = linear_modules(new)
+    fresh = {n: w for n, w in weights.items() if not isinstance(layers[n], _LoRAForward)}
+    for name, w in weights.items():
+        if name not in fresh:
+            _stack_adapter(layers[name], w, strength)
+    if fresh:
+        inject_lora(new, weights=fresh, strength=strength, freeze_base=False)
+        for name in fresh:
+            layers[name].lora_A.requires_grad_(False)
+            layers[name].lora_B.requires_grad_(False)
+    return new
 
 
 # ------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -137,7 +137,7 @@ def build_model(cfg: TrainConfig):
     model = HunyuanVideoTransformer(spec.transformer)
     model.variant = spec.name
     if cfg.init:
-        source, _, layout = open_native(cfg.init)
+        source, scales, layout = open_native(cfg.init)
         state = model.state_dict()
         unexpected = [k for k in source.keys() if k not in state]
         missing = [k for k in state if k not in source and not k.startswith("guidance_in.")]
@@ -151,7 +151,11 @@ def build_model(cfg: TrainConfig):
         with torch.no_grad():
             for k, t in state.items():
                 if k in source:
-                    t.copy_(source.get(k).float())
+                    value = source.get(k).float()
+                    module = k.rsplit(".", 1)[0]
+                    if k.endswith(".weight") and module in scales:   # fp8-scaled file: W = fp8 · scale
+                        value = value * scales[module].float()
+                    t.copy_(value)
             if model.guidance_in is not None and "guidance_in.mlp.0.weight" not in source:
                 model.guidance_in.mlp[2].weight.zero_()
                 model.guidance_in.mlp[2].bias.zero_()
@@ -180,13 +184,21 @@ class TrainResult:
     checkpoint: Optional[str]
 
 
+StepCallback = Callable[[int, float], None]
+
+
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
+    """``callback(step, loss)`` (optional) is called on the main process after every optimizer
+    step with the 1-based step and its mean loss; it may raise (e.g. to stop a run from a UI),
+    which ends training without a final checkpoint."""
+
+    def __init__(self, cfg: TrainConfig, callback: Optional[StepCallback] = None):
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         cfg.check()
         self.cfg = cfg
+        self.callback = callback
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
@@ -421,6 +433,8 @@ class Trainer:
             atomic_write_text(self.out / "config.json", json.dumps(asdict(self.cfg), indent=1))
         while self.step < stop:
             loss = self.train_step()
+            if self.callback is not None and self.acc.is_main_process:
+                self.callback(self.step, loss)
             if self.acc.is_main_process and (self.step % cfg.log_every == 0 or self.step == stop):
                 rec = {"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0], "processes": self.world,
                        "s_per_step": (time.time() - t0) / cfg.log_every}
@@ -443,5 +457,6 @@ class _nullcontext:
         return False
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    return Trainer(cfg).train()
+def train(cfg: TrainConfig, callback: Optional[StepCallback] = None) -> TrainResult:
+    """Run (or resume) the training described by ``cfg``; ``callback(step, loss)`` as in :class:`Trainer`."""
+    return Trainer(cfg, callback=callback).train()

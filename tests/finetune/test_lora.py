@@ -138,3 +138,45 @@ def test_strength_and_unmerged_application():
     apply_lora(full, w, strength=1.0, merge=True)
     y_half, y_full = half(*_inputs()), full(*_inputs())
     assert not torch.allclose(y_half, y0, atol=1e-4) and not torch.allclose(y_half, y_full, atol=1e-4)
+
+
+@torch.no_grad()
+def test_with_lora_returns_a_new_model_and_leaves_the_input_alone():
+    from hyvideo_core.finetune.lora import lora_layers, with_lora
+
+    w = extract_lora(_with_random_lora())
+    base = _model()
+    y0 = base(*_inputs())
+    patched = with_lora(base, w, strength=1.0)
+    merged = _model()
+    apply_lora(merged, w, strength=1.0)
+    assert torch.allclose(patched(*_inputs()), merged(*_inputs()), atol=2e-5)
+    assert not lora_layers(base) and torch.equal(base(*_inputs()), y0)          # input untouched
+    assert patched.double_blocks[0].img_attn_qkv.weight is base.double_blocks[0].img_attn_qkv.weight   # shared
+    assert patched.img_in is base.img_in                                                               # untouched part
+    assert with_lora(base, w, strength=0.0) is base                             # strength 0: exactly the base
+    stacked = with_lora(patched, w, strength=0.5)                               # a second LoRA on top adds up
+    reference = _model()
+    apply_lora(reference, w, strength=1.5)
+    assert torch.allclose(stacked(*_inputs()), reference(*_inputs()), atol=2e-5)
+    assert torch.allclose(patched(*_inputs()), merged(*_inputs()), atol=2e-5)   # the first one unchanged
+    with pytest.raises(IncompatibleWeightsError, match="different model size"):
+        with_lora(_model("toy"), w)
+
+
+@torch.no_grad()
+def test_with_lora_on_a_block_swapped_model():
+    from hyvideo_core import load_transformer
+    from hyvideo_core.demo_models import ensure_demo_models
+    from hyvideo_core.finetune.lora import with_lora
+    from hyvideo_core.runtime.options import MemoryOptions, prepare_transformer
+
+    path = ensure_demo_models().transformer
+    w = extract_lora(_with_random_lora())
+    swapped = prepare_transformer(path, "cpu", memory=MemoryOptions(block_swap="manual", swap_double=1,
+                                                                    swap_single=1, store="disk"))
+    reference = load_transformer(path)
+    apply_lora(reference, w)
+    y0 = swapped(*_inputs())
+    assert torch.allclose(with_lora(swapped, w)(*_inputs()), reference(*_inputs()), atol=2e-5)
+    assert torch.equal(swapped(*_inputs()), y0)

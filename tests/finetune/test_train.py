@@ -195,3 +195,50 @@ def test_wrong_text_dims_or_batch(train_cfg):
         Trainer(train_cfg(variant="toy"))
     with pytest.raises(InputError, match="larger than every bucket"):
         Trainer(train_cfg(global_batch=64))
+
+
+def test_callback_gets_every_step_and_can_stop_the_run(train_cfg, tmp_path):
+    seen = []
+    result = train(train_cfg(output_dir=str(tmp_path / "a"), steps=3, mode="lora", lora_rank=4),
+                   callback=lambda step, loss: seen.append((step, loss)))
+    assert seen == list(enumerate(result.losses, start=1))
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_two(step, loss):
+        if step == 2:
+            raise Stop
+    with pytest.raises(Stop):
+        train(train_cfg(output_dir=str(tmp_path / "b"), steps=5, mode="lora", lora_rank=4), callback=stop_at_two)
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+def test_cache_progress_and_a_cache_folder_made_with_other_buckets(tmp_path, tiny_vae):
+    counts = []
+    cache_dataset(str(tmp_path / "c"), toy_source(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(5, 32, 32)],
+                  callback=counts.append)
+    assert counts == [1, 2, 3]
+    counts.clear()
+    cache_dataset(str(tmp_path / "c"), toy_source(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(5, 32, 32)],
+                  callback=counts.append)                    # already cached: still reported
+    assert counts == [1, 2, 3]
+    with pytest.raises(InputError, match="already holds a cache made with buckets"):
+        cache_dataset(str(tmp_path / "c"), toy_source(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text,
+                      [(5, 32, 48)])
+    with pytest.raises(InputError, match="not FRAMESxHEIGHTxWIDTH"):
+        parse_buckets(["17x64"])
+
+
+def test_lora_training_starts_from_an_fp8_scaled_file(tmp_path):
+    from hyvideo_core import save_transformer
+    from hyvideo_core.finetune.trainer import TrainConfig
+    from hyvideo_core.quant.passes import quantize_transformer
+
+    model = build_model(TrainConfig(variant="tiny", seed=5))
+    quantize_transformer(model, "fp8_e4m3fn")
+    save_transformer(model, tmp_path / "fp8.safetensors")
+    layer = model.double_blocks[0].img_attn_qkv
+    expected = layer.weight.float() * layer.scale_weight
+    built = build_model(TrainConfig(variant="tiny", seed=0, init=str(tmp_path / "fp8.safetensors")))
+    assert torch.allclose(built.double_blocks[0].img_attn_qkv.weight, expected)
