@@ -129,5 +129,45 @@ def progress_callback(previews: bool = True):
     return callback
 
 
+def step_progress(total: int):
+    """Engine callback ``callback(done, *details)`` (training steps, cached clips) -> one ComfyUI
+    progress bar of ``total`` units; every call is also an interrupt point."""
+    import comfy.model_management
+    import comfy.utils
+
+    bar = comfy.utils.ProgressBar(total)
+
+    def callback(done: int, *_details) -> None:
+        comfy.model_management.throw_exception_if_processing_interrupted()
+        bar.update_absolute(done, total)
+
+    return callback
+
+
+def image_from_array(rgb) -> torch.Tensor:
+    """An (H, W, 3) uint8 picture (e.g. the engine's loss plot) -> IMAGE (1, H, W, 3) in [0, 1]."""
+    return torch.from_numpy(rgb).float().div(255.0).unsqueeze(0)
+
+
+def list_loras() -> List[str]:
+    """LoRA files (.safetensors) in ComfyUI's models/loras folders."""
+    import folder_paths
+
+    try:
+        return [n for n in folder_paths.get_filename_list("loras") if n.lower().endswith(".safetensors")]
+    except KeyError:
+        return []
+
+
+def lora_output_folder() -> str:
+    """Where trained LoRAs are written: the first models/loras folder ComfyUI knows."""
+    import folder_paths
+
+    try:
+        return folder_paths.get_folder_paths("loras")[0]
+    except (KeyError, IndexError):
+        return os.path.join(folder_paths.models_dir, "loras")
+
+
 def tooltip(text: str, **options) -> dict:
     return dict(options, tooltip=text)

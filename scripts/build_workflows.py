@@ -21,6 +21,15 @@ NOTE = ("These example workflows use the suite's embedded tiny model so they run
         "models/text_encoders, pick them in the loaders, and use e.g. 848x480, 61 frames, 30 steps, shift 9, "
         "embedded guidance 6.")
 
+NOTES = {
+    "train_lora": (
+        "LoRA fine-tuning: Cache Training Set encodes the clips once (toy:8 = eight generated toy-world clips; give "
+        "your own folder of clip.mp4 + clip.txt pairs instead, relative paths are looked up in ComfyUI's input "
+        "folder), Train LoRA writes models/loras/hvs_lora.safetensors (ComfyUI LoRA format) and shows the loss plot, "
+        "and Load LoRA applies it for a test render. For the released model: cache with its VAE and text encoders "
+        "at e.g. 33x544x960, rank 32-64, learning rate 1e-4, a few thousand steps on a GPU."),
+}
+
 LOADERS = {
     1: ("HVS_LoadTransformer", {}, [EMBEDDED, "auto", "sdpa"], [("model", "HVS_MODEL")], (0, 0)),
     2: ("HVS_LoadVAE", {}, [EMBEDDED, "auto"], [("vae", "HVS_VAE")], (0, 1)),
@@ -74,6 +83,19 @@ GRAPHS = {
             [0, "fixed", 8, 7.0, 6.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
         **DECODE_SAVE,
     },
+    "train_lora": {
+        **LOADERS, ENCODE[0]: ENCODE[1],
+        14: ("HVS_CacheDataset", {"vae": (2, 0), "text_encoders": (3, 0)}, ["toy:8", "17x64x64", "", False],
+             [("cache", "HVS_DATASET_CACHE")], (1, 3)),
+        15: ("HVS_TrainLoRA", {"cache": (14, 0)}, [EMBEDDED, 50, 16, 16.0, 0.0001, 1, 0, "fixed", "hvs_lora", True],
+             [("lora_path", "STRING"), ("loss_plot", "IMAGE")], (2, 3)),
+        16: ("PreviewImage", {"images": (15, 1)}, [], [], (3, 3)),
+        17: ("HVS_LoadLoRA", {"model": (1, 0), "lora_path": (15, 0)}, ["", 1.0], [("model", "HVS_MODEL")], (1, 0)),
+        5: ("HVS_EmptyVideoLatent", {"vae": (2, 0)}, [64, 64, 17, 1], [("LATENT", "LATENT")], (1, 1)),
+        6: ("HVS_Sampler", {"model": (17, 0), "embeds": (4, 0), "latent": (5, 0)},
+            [0, "fixed", 8, 7.0, 6.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
+        **DECODE_SAVE,
+    },
 }
 
 # Widget names per node type, in INPUT_TYPES order ("control_after_generate" is UI-only).
@@ -94,6 +116,11 @@ WIDGETS = {
     "HVS_MemorySettings": ["quantize", "block_swap", "weights_budget_gb", "swap_double_blocks", "swap_single_blocks",
                            "offload_to", "compile"],
     "HVS_StepCache": ["method", "threshold"],
+    "HVS_CacheDataset": ["dataset_folder", "buckets", "cache_folder", "skip_short_clips"],
+    "HVS_TrainLoRA": ["base_model", "steps", "rank", "alpha", "learning_rate", "batch_size", "seed", None, "lora_name",
+                      "overwrite"],
+    "HVS_LoadLoRA": ["lora_name", "strength"],
+    "PreviewImage": [],
 }
 
 
@@ -106,7 +133,7 @@ def api_format(graph: dict) -> dict:
     return out
 
 
-def ui_format(graph: dict) -> dict:
+def ui_format(graph: dict, note: str = NOTE) -> dict:
     links, nodes = [], []
     out_links = {}
     for node_id, (kind, inputs, _, outputs, _) in sorted(graph.items()):
@@ -130,8 +157,9 @@ def ui_format(graph: dict) -> dict:
             "properties": {"Node name for S&R": kind}, "widgets_values": widgets,
         })
     note_id = max(graph) + 1
-    nodes.append({"id": note_id, "type": "Note", "pos": [40, 1240], "size": [1100, 120], "flags": {},
-                  "order": len(nodes), "mode": 0, "properties": {"text": ""}, "widgets_values": [NOTE]})
+    note_y = max([1240] + [n["pos"][1] + n["size"][1] + 40 for n in nodes])   # below every node
+    nodes.append({"id": note_id, "type": "Note", "pos": [40, note_y], "size": [1100, 120], "flags": {},
+                  "order": len(nodes), "mode": 0, "properties": {"text": ""}, "widgets_values": [note]})
     return {"last_node_id": note_id, "last_link_id": len(links), "nodes": nodes, "links": links,
             "groups": [], "config": {}, "extra": {"ds": {"scale": 0.8, "offset": [0, 0]}}, "version": 0.4}
 
@@ -139,7 +167,7 @@ def ui_format(graph: dict) -> dict:
 def render() -> dict:
     files = {}
     for name, graph in GRAPHS.items():
-        files[ROOT / f"{name}.json"] = ui_format(graph)
+        files[ROOT / f"{name}.json"] = ui_format(graph, NOTES.get(name, NOTE))
         files[ROOT / "api" / f"{name}.json"] = api_format(graph)
     return {path: json.dumps(data, indent=2) + "\n" for path, data in files.items()}
 
