@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .world import ATTRIBUTES, BACKGROUNDS, COLOURS, DIRECTIONS, SPEEDS, parse_caption, to_uint8
+from .world import ALL_BACKGROUNDS, ATTRIBUTES, BACKGROUNDS, COLOURS, DIRECTIONS, SPEEDS, parse_caption, to_uint8
 
 # Decision thresholds (midpoints between the ideal feature values of the world's shapes).
 FILL_SQUARE = 0.89          # square 1.0 | circle 0.785
@@ -63,7 +63,7 @@ def analyse(video) -> Dict[str, object]:
                              frames[:, :, 0].reshape(-1, 3), frames[:, :, -1].reshape(-1, 3)])
     bg = np.median(border, axis=0)
     pred: Dict[str, Optional[str]] = {a: None for a in ATTRIBUTES}
-    pred["background"] = _nearest(bg, BACKGROUNDS)
+    pred["background"] = _nearest(bg, ALL_BACKGROUNDS)
     feats: Dict[str, float] = {}
 
     dist = np.linalg.norm(frames - bg, axis=-1)

@@ -39,6 +39,10 @@ BACKGROUNDS: Dict[str, Tuple[int, int, int]] = {
     "light": (228, 228, 218),
     "gray": (120, 120, 120),
 }
+# Concept words the base model never sees in training (their token is in the text encoders'
+# vocabulary, as any word is in a real tokenizer): the LoRA new-concept test teaches one of them.
+NEW_BACKGROUNDS: Dict[str, Tuple[int, int, int]] = {"orange": (235, 125, 25)}
+ALL_BACKGROUNDS: Dict[str, Tuple[int, int, int]] = {**BACKGROUNDS, **NEW_BACKGROUNDS}
 DIRECTIONS: Dict[str, Tuple[int, int]] = {"left": (-1, 0), "right": (1, 0), "up": (0, -1), "down": (0, 1)}
 # Travel over the whole clip as a fraction of the frame edge along the motion.
 SPEEDS: Dict[str, float] = {"slowly": 0.22, "quickly": 0.45}
@@ -62,19 +66,20 @@ _CAPTION_RE = re.compile(
 def parse_caption(caption: str) -> Dict[str, str]:
     """The five attributes of a world caption; InputError for text outside the template."""
     m = _CAPTION_RE.match(caption.strip().lower())
-    vocab = {"colour": COLOURS, "shape": SHAPES, "direction": DIRECTIONS, "speed": SPEEDS, "background": BACKGROUNDS}
+    vocab = {"colour": COLOURS, "shape": SHAPES, "direction": DIRECTIONS, "speed": SPEEDS, "background": ALL_BACKGROUNDS}
     if m is None or any(m.group(k) not in v for k, v in vocab.items()):
         raise InputError(
             f"{caption!r} is not a toy-world caption; expected e.g. "
             f"{caption_of('red', 'circle', 'left', 'slowly', 'dark')!r} with colour in {list(COLOURS)}, "
             f"shape in {list(SHAPES)}, direction in {list(DIRECTIONS)}, speed in {list(SPEEDS)}, "
-            f"background in {list(BACKGROUNDS)}.")
+            f"background in {list(ALL_BACKGROUNDS)}.")
     return {k: m.group(k) for k in ATTRIBUTES}
 
 
-def all_captions() -> List[str]:
+def all_captions(backgrounds: Sequence[str] = tuple(BACKGROUNDS)) -> List[str]:
+    """Every caption of the base vocabulary (or with the given backgrounds, e.g. a new concept's)."""
     return [caption_of(c, s, d, v, b) for c, s, d, v, b in
-            itertools.product(COLOURS, SHAPES, DIRECTIONS, SPEEDS, BACKGROUNDS)]
+            itertools.product(COLOURS, SHAPES, DIRECTIONS, SPEEDS, backgrounds)]
 
 
 def is_heldout(caption: str) -> bool:
@@ -89,6 +94,16 @@ def heldout_prompts() -> List[str]:
 
 def train_prompts() -> List[str]:
     return [c for c in all_captions() if not is_heldout(c)]
+
+
+def concept_prompts(background: str, split: str) -> List[str]:
+    """Captions with a new-concept background (:data:`NEW_BACKGROUNDS`), split by the same hash
+    into "train" and "heldout"."""
+    if background not in NEW_BACKGROUNDS:
+        raise InputError(f"{background!r} is not a new-concept background; known: {list(NEW_BACKGROUNDS)}")
+    if split not in ("train", "heldout"):
+        raise InputError(f"split must be 'train' or 'heldout'; found {split!r}")
+    return [c for c in all_captions((background,)) if is_heldout(c) == (split == "heldout")]
 
 
 @dataclass(frozen=True)
@@ -180,7 +195,7 @@ def render(spec: ClipSpec) -> np.ndarray:
     s = _SUPERSAMPLE
     ys, xs = np.meshgrid((np.arange(spec.height * s) + 0.5) / s, (np.arange(spec.width * s) + 0.5) / s, indexing="ij")
     fg = np.asarray(COLOURS[spec.colour], np.float32)
-    bg = np.asarray(BACKGROUNDS[spec.background], np.float32)
+    bg = np.asarray(ALL_BACKGROUNDS[spec.background], np.float32)
     out = np.empty((spec.frames, spec.height, spec.width, 3), np.uint8)
     for f in range(spec.frames):
         cx, cy = spec.centre(f)
@@ -225,14 +240,21 @@ class ToyWorld:
     """
 
     def __init__(self, seed: int = 0, frames: int = 17, height: int = 64, width: int = 64,
-                 split: str = "train", geometries: Optional[Sequence[Tuple[int, int, int]]] = None):
+                 split: str = "train", geometries: Optional[Sequence[Tuple[int, int, int]]] = None,
+                 prompts: Optional[Sequence[str]] = None):
         if split not in ("train", "heldout", "all"):
             raise InputError(f"split must be 'train', 'heldout' or 'all'; found {split!r}")
         self.seed, self.split = int(seed), split
         self.geometries = [tuple(g) for g in (geometries or [(frames, height, width)])]
         for g in self.geometries:
             _check_geometry(*g)
-        self.prompts = {"train": train_prompts, "heldout": heldout_prompts, "all": all_captions}[split]()
+        if prompts is not None:
+            for p in prompts:
+                parse_caption(p)
+            if not prompts:
+                raise InputError("ToyWorld(prompts=...) needs at least one caption; found an empty list")
+        self.prompts = (list(prompts) if prompts is not None
+                        else {"train": train_prompts, "heldout": heldout_prompts, "all": all_captions}[split]())
 
     def spec(self, index: int) -> ClipSpec:
         rng = np.random.default_rng([self.seed, int(index), 0x70E])

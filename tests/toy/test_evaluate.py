@@ -48,3 +48,12 @@ def test_blank_or_noise_clip_scores_low_without_crashing():
     assert score_clip(noise, p).adherence <= 0.6
     still = to_tensor(np.repeat(clip_for_prompt(p).frames[:1], 17, axis=0))
     assert score_clip(still, p).predicted["direction"] is None
+
+
+def test_new_concept_ground_truth_clips_score_100_percent():
+    from hyvideo_core.toy.world import concept_prompts
+
+    prompts = concept_prompts("orange", "heldout")[:12]
+    scores = [score_clip(clip_for_prompt(p, seed=i).frames, p) for i, p in enumerate(prompts)]
+    assert all(s.predicted["background"] == "orange" for s in scores)
+    assert summarise(scores).adherence >= 0.98

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hyvideo_core.toy.__main__ import WEIGHTS, generate, load_toy, vae_psnr
+from hyvideo_core.toy.model import WEIGHTS, generate, load_toy, vae_psnr
 from hyvideo_core.toy.evaluate import chance_adherence, score_clip, summarise
 from hyvideo_core.toy.world import heldout_prompts
 

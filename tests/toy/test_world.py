@@ -71,3 +71,24 @@ def test_bad_caption_is_a_clear_error():
     with pytest.raises(InputError):
         clip_for_prompt("a pink circle moving left slowly on a dark background")
     assert set(ATTRIBUTES) == set(parse_caption(heldout_prompts()[0]))
+
+
+def test_new_concept_captions_stay_out_of_the_base_splits():
+    from hyvideo_core.toy.world import NEW_BACKGROUNDS, concept_prompts
+
+    base = set(all_captions())
+    for word in NEW_BACKGROUNDS:
+        train, held = concept_prompts(word, "train"), concept_prompts(word, "heldout")
+        assert train and held and not set(train) & set(held)
+        assert not (set(train) | set(held)) & base
+        assert all(parse_caption(c)["background"] == word for c in train + held)
+    world = ToyWorld(1, prompts=concept_prompts("orange", "train"))
+    clip = world[0]
+    assert parse_caption(clip.caption)["background"] == "orange"
+    assert tuple(int(v) for v in clip.frames[0, 0, 0]) == NEW_BACKGROUNDS["orange"]
+    with pytest.raises(InputError, match="new-concept"):
+        concept_prompts("gray", "train")
+    with pytest.raises(InputError, match="at least one caption"):
+        ToyWorld(0, prompts=[])
+    with pytest.raises(InputError, match="not a toy-world caption"):
+        ToyWorld(0, prompts=["a cat"])
