@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from .model import WEIGHTS, evaluation_prompts, load_toy, score_model, vae_psnr
+from .model import WEIGHTS, evaluation_prompts, load_toy, paired_difference, score_model, vae_psnr
 
 
 def report(args) -> int:
@@ -49,8 +49,8 @@ def claims(args) -> int:
         r = score_model(*model, prompts, steps=steps, shift=shift, guidance=args.guidance)
         row = dict(model=name, steps=steps, shift=shift, adherence=round(100 * r.summary.adherence, 1),
                    per_attribute={k: round(100 * v, 1) for k, v in r.summary.per_attribute.items()},
-                   seconds_per_clip=round(r.seconds_per_clip, 3))
-        print(json.dumps(row), flush=True)
+                   seconds_per_clip=round(r.seconds_per_clip, 3), per_clip=r.per_clip)
+        print(json.dumps({k: v for k, v in row.items() if k != "per_clip"}), flush=True)
         rows.append(row)
         return row
 
@@ -61,7 +61,11 @@ def claims(args) -> int:
     elapsed = time.time() - t0
 
     def best(steps, pred):
-        return max(r["adherence"] for r in shift_rows if r["steps"] == steps and pred(r["shift"]))
+        return max((r for r in shift_rows if r["steps"] == steps and pred(r["shift"])), key=lambda r: r["adherence"])
+
+    def versus(a, b):
+        mean, half = paired_difference(a["per_clip"], b["per_clip"])
+        return f"{100 * mean:+.1f} ± {100 * half:.1f} points (paired, 95 %)"
 
     lines = [
         "# Tech-report claims on the toy model",
@@ -70,7 +74,7 @@ def claims(args) -> int:
         f"{torch.get_num_threads()} CPU thread(s)). Shipped weights in `hyvideo_core/toy/weights`; {len(prompts)} held-out "
         f"prompts, one clip each (seed = prompt index, the same noise for every row); guidance {args.guidance}.",
         "Adherence = mean fraction of the five caption attributes the yardstick finds in the clip (chance "
-        "30.7 %).",
+        "30.7 %). Differences are paired over the same prompts and noise, with a 95 % interval.",
         "",
         "## (a) Shifted schedule vs s = 1 at few steps (student, embedded guidance)",
         "",
@@ -84,8 +88,10 @@ def claims(args) -> int:
     verdicts = []
     for steps in args.shift_steps:
         shifted, flat = best(steps, lambda x: x > 1), best(steps, lambda x: x == 1)
-        verdicts.append(f"- {steps} steps: best s > 1 {shifted} % vs s = 1 {flat} % "
-                        f"({'holds' if shifted > flat else 'does not hold'}, {shifted - flat:+.1f} points)")
+        mean, half = paired_difference(shifted["per_clip"], flat["per_clip"])
+        verdict = ("holds" if mean - half > 0 else "higher, but within the interval" if mean > 0 else "does not hold")
+        verdicts.append(f"- {steps} steps: s = {shifted['shift']:g} {shifted['adherence']} % vs s = 1 {flat['adherence']} %, "
+                        f"{versus(shifted, flat)}: {verdict}")
     lines += ["", *verdicts, "",
               "## (b) Guidance-distilled student vs its CFG teacher",
               "",
@@ -96,7 +102,7 @@ def claims(args) -> int:
               f"| student (embedded guidance {args.guidance}) | 1 | {s['steps']} | {s['shift']:g} | {s['adherence']} | "
               f"{s['seconds_per_clip']} |",
               "",
-              f"- student - teacher = {s['adherence'] - t['adherence']:+.1f} points "
+              f"- student - teacher = {versus(s, t)} "
               f"({'within' if abs(s['adherence'] - t['adherence']) <= 2 else 'not within'} 2 points); "
               f"time per clip {s['seconds_per_clip'] / t['seconds_per_clip']:.2f}x the teacher's."]
     out = Path(args.out)

@@ -73,6 +73,14 @@ def evaluation_prompts(n: int) -> List[str]:
 class ModelScore:
     summary: AdherenceSummary
     seconds_per_clip: float
+    per_clip: List[float]          # adherence of each clip, in prompt order (for paired comparisons)
+
+
+def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple:
+    """Mean of ``a - b`` over the same prompts and seeds, and its 95 % half-width (normal approx.)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    half = 1.96 * float(d.std(ddof=1)) / math.sqrt(len(d)) if len(d) > 1 else float("inf")
+    return float(d.mean()), half
 
 
 def score_model(transformer, vae, encoders, prompts: Sequence[str], steps: int = 16, shift: float = 3.0,
@@ -82,7 +90,7 @@ def score_model(transformer, vae, encoders, prompts: Sequence[str], steps: int =
     for i, p in enumerate(prompts):
         video = generate(transformer, vae, encoders, p, seed=i, steps=steps, shift=shift, guidance=guidance)
         scores.append(score_clip(video, p))
-    return ModelScore(summarise(scores), (time.perf_counter() - t0) / max(1, len(prompts)))
+    return ModelScore(summarise(scores), (time.perf_counter() - t0) / max(1, len(prompts)), [x.adherence for x in scores])
 
 
 def vae_psnr(vae, n: int = 8, seed: int = 7) -> float:
