@@ -42,14 +42,22 @@ def cmd_generate(args) -> None:
     from .checkpoints.load import load_transformer
     from .demo_models import DEFAULT_REQUEST, ensure_demo_models
     from .text_encoders import load_text_encoders
+    from .toy.model import toy_model_paths, toy_request
     from .vae import load_vae
     from .video_io import to_uint8_frames, write_mp4
 
-    paths = ensure_demo_models() if not args.transformer else None
+    missing = [f"--{n}" for n in ("vae", "text_encoder", "clip") if args.transformer and not getattr(args, n)]
+    if missing:
+        from .errors import InputError
+        raise InputError(f"--transformer was given without {', '.join(m.replace('_', '-') for m in missing)}; "
+                         f"give all four model paths, or none to use the embedded model")
+    # the embedded default: the trained toy model (hyvideo_core/toy), or the tiny random-weight model
+    paths = None if args.transformer else toy_model_paths() if args.model == "toy" else ensure_demo_models()
     transformer = load_transformer(args.transformer or paths.transformer, device=args.device)
     vae = load_vae(args.vae or paths.vae, device=args.device)
     encoders = load_text_encoders(args.text_encoder or paths.text_encoder, args.clip or paths.clip, device=args.device)
-    defaults = DEFAULT_REQUEST if paths else VideoRequest(prompt=args.prompt)
+    defaults = (VideoRequest(prompt=args.prompt) if paths is None
+                else toy_request() if args.model == "toy" else DEFAULT_REQUEST)
     request = VideoRequest(
         prompt=args.prompt, frames=args.frames or defaults.frames, height=args.height or defaults.height,
         width=args.width or defaults.width, steps=args.steps or defaults.steps,
@@ -89,6 +97,10 @@ def main(argv=None) -> int:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--fps", type=float, default=24.0)
     gen.add_argument("--device", default="cpu")
+    gen.add_argument("--model", choices=["toy", "tiny-demo"], default="toy",
+                     help="embedded model when no --transformer is given: the trained toy-world model (64x64x17, "
+                          "prompts like 'a red circle moving left slowly on a dark background') or the tiny "
+                          "random-weight demo")
     for name in ("transformer", "vae", "text-encoder", "clip"):
         gen.add_argument(f"--{name}", default=None, help=f"{name} weights (default: the embedded model)")
     gen.set_defaults(func=cmd_generate)

@@ -21,6 +21,25 @@ STUDENT_FILE = "transformer.safetensors"
 TEACHER_FILE = "transformer_teacher.safetensors"
 
 
+def toy_model_paths(weights: Path = WEIGHTS):
+    """The shipped toy model's files as :class:`~hyvideo_core.demo_models.DemoModelPaths`."""
+    from ..demo_models import DemoModelPaths
+
+    weights = Path(weights)
+    return DemoModelPaths(transformer=str(weights / STUDENT_FILE), vae=str(weights / "vae.safetensors"),
+                          text_encoder=str(weights / "text_encoder"), clip=str(weights / "text_encoder_2"))
+
+
+def toy_request(prompt: str = ""):
+    """The toy model's native request: 17 x 64 x 64 with the variant's sampler defaults."""
+    from ..apps.t2v import VideoRequest
+    from ..variants import get_variant
+
+    d = get_variant("toy").sampler
+    return VideoRequest(prompt=prompt, frames=17, height=64, width=64, steps=d.steps, shift=d.shift,
+                        embedded_guidance=d.embedded_guidance)
+
+
 def load_toy(weights: Path = WEIGHTS, teacher: bool = False):
     """(transformer, vae, encoders) of the toy model in ``weights``; ``teacher`` picks the CFG
     teacher instead of the guidance-distilled student."""

@@ -1,25 +1,28 @@
 """The shipped toy model, scored by the yardstick on held-out prompts.
 
-These thresholds guard against regressions of the weights in hyvideo_core/toy/weights (measured
-54.0 % adherence over these 20 prompts, 55.0 % over 100, VAE 22.0 dB); the toy-world issue's targets
-(>= 90 %, >= 30 dB) are not reached yet.
+These thresholds guard against regressions of the weights in hyvideo_core/toy/weights. Measured with
+`python -m hyvideo_core.toy report --prompts 100`: student 83.2 % adherence over 100 held-out prompts
+(teacher 85.4 %), VAE 30.12 dB. The toy-world issue's adherence target (>= 90 %) is not reached: shape is
+right in only ~34 % of clips because the VAE rounds the corners of 19-pixel shapes.
 """
-from pathlib import Path
-
-import numpy as np
 import torch
 
-from hyvideo_core.toy.model import WEIGHTS, generate, load_toy, vae_psnr
 from hyvideo_core.toy.evaluate import chance_adherence, score_clip, summarise
-from hyvideo_core.toy.world import heldout_prompts
+from hyvideo_core.toy.model import WEIGHTS, evaluation_prompts, generate, load_toy, vae_psnr
 
 
-def test_shipped_toy_model_beats_chance_on_held_out_prompts():
-    transformer, vae, encoders = load_toy(Path(WEIGHTS))
-    prompts = heldout_prompts()
-    prompts = [prompts[i] for i in np.linspace(0, len(prompts) - 1, 20).astype(int)]
+def test_shipped_toy_model_follows_held_out_prompts():
+    transformer, vae, encoders = load_toy(WEIGHTS)
+    prompts = evaluation_prompts(20)
     with torch.no_grad():
         scores = [score_clip(generate(transformer, vae, encoders, p, seed=i), p) for i, p in enumerate(prompts)]
-    adherence = summarise(scores).adherence
-    assert adherence >= 0.45 > chance_adherence() + 0.1, adherence
-    assert vae_psnr(vae) >= 21.5
+    s = summarise(scores)
+    print(s.lines())
+    assert s.adherence >= 0.75 > chance_adherence() + 0.4, s.lines()
+    for attribute in ("colour", "direction", "speed", "background"):
+        assert s.per_attribute[attribute] >= 0.8, s.lines()
+
+
+def test_shipped_toy_vae_reconstructs_held_out_clips_at_30_db():
+    _, vae, _ = load_toy(WEIGHTS)
+    assert vae_psnr(vae) >= 30.0
