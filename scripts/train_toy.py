@@ -217,11 +217,12 @@ def stage_cache(args, work: Path) -> None:
     log(work, "cache", {"clips": len(m["entries"]), "seconds": round(time.time() - t0, 1)})
 
 
-def _train(work: Path, name: str, threads: int = 1, **kw):
+def _train(work: Path, name: str, threads: int = 1, cache: str = "cache", **kw):
+    """A fine-tuning-engine run on ``work/cache`` into ``work/name``; ``kw`` are TrainConfig fields."""
     from hyvideo_core.finetune.trainer import TrainConfig, train
 
-    cfg = TrainConfig(cache_dir=str(work / "cache"), output_dir=str(work / name), seed=SEED, log_every=50,
-                      save_every=250, keep_checkpoints=1, threads=threads, **kw)
+    cfg = TrainConfig(**{"cache_dir": str(work / cache), "output_dir": str(work / name), "seed": SEED, "log_every": 50,
+                         "save_every": 250, "keep_checkpoints": 1, "threads": threads, **kw})
     r = train(cfg)
     log(work, name, {"step": r.step, "loss_first50": float(np.mean(r.losses[:50])),
                      "loss_last50": float(np.mean(r.losses[-50:])), "checkpoint": r.checkpoint})
@@ -264,12 +265,9 @@ def stage_concept(args, work: Path) -> None:
     t0 = time.time()
     cache_dataset(str(cache), clips(args.clips), vae, encoders_text_fn(encoders, "video", max_length=32), [(17, 64, 64)])
     log(work, "concept", {"cached": args.clips, "seconds": round(time.time() - t0, 1)})
-    from hyvideo_core.finetune.trainer import TrainConfig, train
-
-    r = train(TrainConfig(cache_dir=str(cache), output_dir=str(work / "concept"), variant="toy", mode="lora",
-                          init=str(WEIGHTS / "transformer.safetensors"), lora_rank=8, steps=args.steps, global_batch=16,
-                          lr=args.lr or 1e-3, warmup_steps=20, schedule="cosine", train_guidance=4.0, seed=SEED,
-                          log_every=50, save_every=0, keep_checkpoints=1, threads=args.threads))
+    r = _train(work, "concept", threads=args.threads, cache=cache.name, variant="toy", mode="lora",
+               init=str(WEIGHTS / "transformer.safetensors"), lora_rank=8, steps=args.steps, global_batch=16,
+               lr=args.lr or 1e-3, warmup_steps=20, schedule="cosine", train_guidance=4.0, save_every=0)
     lora_path = Path(r.checkpoint) / "lora.safetensors"
     adapted = with_lora(transformer, read_lora(lora_path, transformer))
     held = concept_prompts(word, "heldout")
@@ -283,26 +281,18 @@ def stage_concept(args, work: Path) -> None:
     log(work, "concept", {"lora": str(lora_path), "heldout_concept_prompts": len(held), **rows})
 
 
-def _write_bf16(src: Path, dst: Path) -> None:
-    """Copy a transformer file with its float tensors in bf16 (the released transformer's dtype)."""
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    with safe_open(str(src), "pt") as f:
-        metadata = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    save_file({k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in tensors.items()}, str(dst),
-              metadata=metadata)
-
-
 def stage_export(args, work: Path) -> None:
     import shutil
 
+    from hyvideo_core.checkpoints.load import load_transformer, save_transformer
+
     WEIGHTS.mkdir(parents=True, exist_ok=True)
     # both DiTs in bf16 (as released) so student + teacher + fp32 VAE fit the 25 MB budget
-    for name, target in (("student", "transformer.safetensors"), (args.teacher_run, "transformer_teacher.safetensors")):
+    for name, target, variant in (("student", "transformer.safetensors", "toy"),
+                                  (args.teacher_run, "transformer_teacher.safetensors", "toy-teacher")):
         root = work / name / "checkpoints"
-        _write_bf16(root / (root / "latest").read_text() / "model.safetensors", WEIGHTS / target)
+        model = load_transformer(root / (root / "latest").read_text() / "model.safetensors", variant=variant)
+        save_transformer(model, WEIGHTS / target, dtype=torch.bfloat16)
     shutil.copy(work / "vae.safetensors", WEIGHTS / "vae.safetensors")
     for d in ("text_encoder", "text_encoder_2"):
         shutil.rmtree(WEIGHTS / d, ignore_errors=True)
