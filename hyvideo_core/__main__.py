@@ -46,10 +46,11 @@ def cmd_generate(args) -> None:
     from .vae import load_vae
     from .video_io import to_uint8_frames, write_mp4
 
-    missing = [f"--{n}" for n in ("vae", "text_encoder", "clip") if args.transformer and not getattr(args, n)]
+    missing = [f"--{n.replace('_', '-')}" for n in ("vae", "text_encoder", "clip")
+               if args.transformer and not getattr(args, n)]
     if missing:
         from .errors import InputError
-        raise InputError(f"--transformer was given without {', '.join(m.replace('_', '-') for m in missing)}; "
+        raise InputError(f"--transformer was given without {', '.join(missing)}; "
                          f"give all four model paths, or none to use the embedded model")
     # the embedded default: the trained toy model (hyvideo_core/toy), or the tiny random-weight model
     paths = None if args.transformer else toy_model_paths() if args.model == "toy" else ensure_demo_models()
