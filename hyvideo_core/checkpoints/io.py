@@ -166,7 +166,7 @@ def load_pickle_weights(path: str) -> Dict[str, torch.Tensor]:
             f"(torch.load weights_only=True said: {str(exc).splitlines()[0]}). Convert it once in a "
             f"trusted environment to .safetensors, e.g. `python -m hyvideo_core convert IN OUT.safetensors`, "
             f"after loading it yourself.") from exc
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # noqa: BLE001 - garbage bytes fail anywhere in the unpickler (IndexError, KeyError, ...)
         raise CheckpointError(
             f"could not read {path!r} as a PyTorch checkpoint: {exc}. The file is corrupt or "
             f"truncated; re-download or re-export it.") from exc

@@ -35,6 +35,16 @@ def test_corrupt_files(tmp_path):
             load_transformer(tmp_path / name)
 
 
+@pytest.mark.parametrize("seed", [2, 20, 195])   # bytes on which the unpickler fails with IndexError, KeyError,
+def test_garbage_pt_is_a_checkpoint_error(tmp_path, seed):   # UnicodeDecodeError
+    import random
+
+    path = tmp_path / "junk.pt"
+    path.write_bytes(random.Random(seed).randbytes(4096))
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        load_transformer(path)
+
+
 class _Payload:
     def __reduce__(self):
         return (os.system, ("echo should-never-run",))
