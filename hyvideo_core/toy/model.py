@@ -90,9 +90,9 @@ def evaluation_prompts(n: int) -> List[str]:
 
 @dataclass
 class ModelScore:
-    summary: AdherenceSummary
+    summary: AdherenceSummary      # over every clip
     seconds_per_clip: float
-    per_clip: List[float]          # adherence of each clip, in prompt order (for paired comparisons)
+    per_clip: List[float]          # adherence per prompt (mean over its seeds), in prompt order: for paired comparisons
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple:
@@ -103,13 +103,17 @@ def paired_difference(a: Sequence[float], b: Sequence[float]) -> tuple:
 
 
 def score_model(transformer, vae, encoders, prompts: Sequence[str], steps: int = 16, shift: float = 3.0,
-                guidance: float = 4.0) -> ModelScore:
-    """Generate one clip per prompt (seed = its index) and score them with the yardstick."""
-    scores, t0 = [], time.perf_counter()
+                guidance: float = 4.0, seeds: int = 1) -> ModelScore:
+    """Generate ``seeds`` clips per prompt (prompt ``i``, seed ``k`` uses noise seed ``i + k * len(prompts)``)
+    and score them with the yardstick. Seeds of one prompt are averaged before pairing, since
+    they are not independent samples of the prompt set."""
+    scores, per_prompt, t0 = [], [], time.perf_counter()
     for i, p in enumerate(prompts):
-        video = generate(transformer, vae, encoders, p, seed=i, steps=steps, shift=shift, guidance=guidance)
-        scores.append(score_clip(video, p))
-    return ModelScore(summarise(scores), (time.perf_counter() - t0) / max(1, len(prompts)), [x.adherence for x in scores])
+        mine = [score_clip(generate(transformer, vae, encoders, p, seed=i + k * len(prompts), steps=steps,
+                                    shift=shift, guidance=guidance), p) for k in range(seeds)]
+        scores += mine
+        per_prompt.append(float(np.mean([x.adherence for x in mine])))
+    return ModelScore(summarise(scores), (time.perf_counter() - t0) / max(1, len(scores)), per_prompt)
 
 
 def vae_psnr(vae, n: int = 8, seed: int = 7) -> float:
