@@ -95,7 +95,7 @@ _TOY = TransformerConfig(
 # scaling_factor = 1 / std of the trained toy VAE's latents over training clips (scripts/train_toy.py).
 _TOY_VAE = VaeConfig(
     latent_channels=16, block_out_channels=(16, 32, 64, 64), layers_per_block=1, norm_num_groups=1,
-    scaling_factor=0.700201, tile_sample_size=128, tile_sample_frames=32,
+    scaling_factor=0.716986, tile_sample_size=128, tile_sample_frames=32,
 )
 
 for _spec in (

@@ -5,9 +5,9 @@ Pure image analysis, no learned model:
 * **background**: median colour of the frame borders, nearest background of the palette;
 * **colour**: median colour of the pixels far from the background, nearest palette colour;
 * **shape**: from a soft coverage map (how far each pixel has moved from the background
-  towards the foreground colour): fill ratio of the soft bounding box (square ≈ 1, circle ≈ π/4,
-  triangle and diamond ≈ 1/2), and the vertical offset of the area centroid from the box centre
-  (a triangle, apex up, is bottom-heavy by 1/6 of its height, a diamond is centred);
+  towards the foreground colour): the aspect ratio of the soft bounding box (bar 2.5, pillar 0.4,
+  circle and triangle 1), then the vertical offset of the area centroid from the box centre
+  (a triangle, apex up, is bottom-heavy by 1/6 of its height, a circle is centred);
 * **direction** and **speed**: least-squares slope of the centroid track over the clip.
 
 ``score_clip(video, prompt)`` returns a :class:`ClipScore` with the predicted attributes, the
@@ -20,12 +20,12 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .world import ALL_BACKGROUNDS, ATTRIBUTES, BACKGROUNDS, COLOURS, DIRECTIONS, SPEEDS, parse_caption, to_uint8
+from .world import (ALL_BACKGROUNDS, ATTRIBUTES, BACKGROUNDS, BAR_THICKNESS, COLOURS, DIRECTIONS, SHAPES, SPEEDS,
+                    parse_caption, to_uint8)
 
 # Decision thresholds (midpoints between the ideal feature values of the world's shapes).
-FILL_SQUARE = 0.89          # square 1.0 | circle 0.785
-FILL_CIRCLE = 0.64          # circle 0.785 | triangle/diamond 0.5
-TRIANGLE_OFFSET = 0.08      # triangle +1/6 | diamond 0
+ASPECT_SPLIT = float(np.sqrt(1 / BAR_THICKNESS))   # bar 2.5 | circle/triangle 1 | pillar 0.4 (geometric midpoints)
+TRIANGLE_OFFSET = 0.08      # triangle +1/6 | circle 0
 MIN_TRAVEL = 0.08           # below this fraction of the frame edge the shape is "still"
 SPEED_SPLIT = float(np.mean(list(SPEEDS.values())))
 
@@ -75,7 +75,7 @@ def analyse(video) -> Dict[str, object]:
     span = fg - bg
     cov = np.clip(((frames - bg) @ span) / max(float(span @ span), 1e-6), 0.0, 1.0)
 
-    fills, offsets, xs, ys, ts = [], [], [], [], []
+    aspects, fills, offsets, xs, ys, ts = [], [], [], [], [], []
     yy, xx = np.mgrid[0:h, 0:w]
     for f in range(n):
         labels, count = ndimage.label(cov[f] > 0.5)
@@ -92,6 +92,7 @@ def analyse(video) -> Dict[str, object]:
         bw, bh = float(col.sum()), float(row.sum())
         cx, cy = float((c * xx).sum() / area), float((c * yy).sum() / area)
         ey = float((row * np.arange(h)).sum() / max(bh, 1e-6))
+        aspects.append(bw / max(bh, 1e-6))
         fills.append(area / max(bw * bh, 1e-6))
         offsets.append((cy - ey) / max(bh, 1e-6))
         xs.append(cx)
@@ -99,14 +100,14 @@ def analyse(video) -> Dict[str, object]:
         ts.append(f)
     if len(ts) < 2:
         return {"predicted": pred, "features": feats}
-    fill, offset = float(np.median(fills)), float(np.median(offsets))
-    feats.update(fill=fill, offset=offset)
-    if fill >= FILL_SQUARE:
-        pred["shape"] = "square"
-    elif fill >= FILL_CIRCLE:
-        pred["shape"] = "circle"
+    aspect, fill, offset = float(np.median(aspects)), float(np.median(fills)), float(np.median(offsets))
+    feats.update(aspect=aspect, fill=fill, offset=offset)
+    if aspect >= ASPECT_SPLIT:
+        pred["shape"] = "bar"
+    elif aspect <= 1 / ASPECT_SPLIT:
+        pred["shape"] = "pillar"
     else:
-        pred["shape"] = "triangle" if offset > TRIANGLE_OFFSET else "diamond"
+        pred["shape"] = "triangle" if offset > TRIANGLE_OFFSET else "circle"
 
     t = np.asarray(ts, np.float32) / max(1, n - 1)
     vx = float(np.polyfit(t, xs, 1)[0]) / w       # travel over the whole clip, in frame widths
@@ -155,5 +156,5 @@ def summarise(scores: Sequence[ClipScore]) -> AdherenceSummary:
 
 def chance_adherence() -> float:
     """Expected adherence of a clip scored against a random prompt (uniform attributes)."""
-    sizes = [len(COLOURS), 4, len(DIRECTIONS), len(SPEEDS), len(BACKGROUNDS)]
+    sizes = [len(COLOURS), len(SHAPES), len(DIRECTIONS), len(SPEEDS), len(BACKGROUNDS)]
     return float(np.mean([1.0 / s for s in sizes]))

@@ -1,9 +1,9 @@
 """The shipped toy model, scored by the yardstick on held-out prompts.
 
-These thresholds guard against regressions of the weights in hyvideo_core/toy/weights. Measured with
-`python -m hyvideo_core.toy report --prompts 100`: student 83.2 % adherence over 100 held-out prompts
-(teacher 85.4 %), VAE 30.12 dB. The toy-world issue's adherence target (>= 90 %) is not reached: shape is
-right in only ~34 % of clips because the VAE rounds the corners of 19-pixel shapes.
+These thresholds guard against regressions of the weights in hyvideo_core/toy/weights, on a 20-prompt
+subset so that CI stays fast. The full measurement, `python -m hyvideo_core.toy report --prompts 100`:
+student 93.6 % adherence over 100 held-out prompts (colour 98 %, shape 78 %, direction 99 %, speed 93 %,
+background 100 %), VAE 30.78 dB.
 """
 import torch
 
@@ -18,9 +18,10 @@ def test_shipped_toy_model_follows_held_out_prompts():
         scores = [score_clip(generate(transformer, vae, encoders, p, seed=i), p) for i, p in enumerate(prompts)]
     s = summarise(scores)
     print(s.lines())
-    assert s.adherence >= 0.75 > chance_adherence() + 0.4, s.lines()
+    assert s.adherence >= 0.9 > chance_adherence() + 0.5, s.lines()   # measured 96 % on these 20
     for attribute in ("colour", "direction", "speed", "background"):
         assert s.per_attribute[attribute] >= 0.8, s.lines()
+    assert s.per_attribute["shape"] >= 0.5, s.lines()
 
 
 def test_shipped_toy_vae_reconstructs_held_out_clips_at_30_db():
