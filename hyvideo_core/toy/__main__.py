@@ -70,7 +70,8 @@ def claims(args) -> int:
     lines = [
         "# Tech-report claims on the toy model",
         "",
-        f"Written by `python -m hyvideo_core.toy claims --prompts {args.prompts}` ({elapsed / 60:.1f} min on "
+        f"Written by `python -m hyvideo_core.toy claims --prompts {args.prompts} --seeds {args.seeds} --shift-steps "
+        f"{' '.join(map(str, args.shift_steps))} --shifts {' '.join(f'{x:g}' for x in args.shifts)}` ({elapsed / 60:.1f} min on "
         f"{torch.get_num_threads()} CPU thread(s)). Shipped weights in `hyvideo_core/toy/weights`; {len(prompts)} held-out "
         f"prompts, {args.seeds} clip(s) each (the same noise seeds in every row); guidance {args.guidance}.",
         "Adherence = mean fraction of the five caption attributes the yardstick finds in the clip (chance "
