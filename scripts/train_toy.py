@@ -36,11 +36,11 @@ held-out "orange" prompts, 100 old held-out prompts; base: 0 % on the word, 93.6
     --train-guidance 1, lr 1e-3, 300 steps:            word 71.4 %, old prompts 87.8 % (-5.8)
     --train-guidance 1, lr 5e-4, 600 steps:            word 71.4 %, old prompts 88.8 % (-4.8)
     --train-guidance 1, lr 3e-4, 1000 steps (default): word 71.4 %, old prompts 89.6 % (-4.0)
-Training the guidance-distilled student with plain flow matching at guidance 4 pulls it back towards the
-unguided velocity and costs the old prompts; at guidance 1 (no guidance to undo) the
-damage stays within 5 points. The word stops at 71 % (25 of 35 prompts), and with it the other attributes of
-"orange" prompts suffer (43 % prompt adherence, base 58 %): a red or yellow shape on orange comes out as a faint
-yellowish blob. The VAE is not the limit: its round trips of real "orange" clips keep the background in
+At guidance 4 the old prompts lose 12-16 points, at guidance 1 they stay within 5. The likely reason: plain
+flow matching on data at guidance 4 pulls the guidance-distilled student back towards the unguided velocity
+it was distilled away from. The word stops at 71 % (25 of 35 prompts) in all three guidance-1 runs, and the
+other attributes of "orange" prompts suffer (43 % prompt adherence, base 58 %): in the six held-out prompts
+looked at (all red shapes), the shape came out as a faint yellowish blob on the orange. The VAE is not the limit: its round trips of real "orange" clips keep the background in
 24 of 24 clips (it trains on all backgrounds, the DiT never sees the word).
 
 Why the VAE first stalled at ~22 dB (measured on 4 fixed 5x32x32 clips, Adam, 200 steps, MSE in [-1, 1]): the
