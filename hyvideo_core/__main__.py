@@ -53,12 +53,15 @@ def cmd_generate(args) -> None:
         raise InputError(f"--transformer was given without {', '.join(missing)}; "
                          f"give all four model paths, or none to use the embedded model")
     # the embedded default: the trained toy model (hyvideo_core/toy), or the tiny random-weight model
-    paths = None if args.transformer else toy_model_paths() if args.model == "toy" else ensure_demo_models()
+    if args.transformer:
+        paths, defaults = None, VideoRequest(prompt=args.prompt)
+    elif args.model == "toy":
+        paths, defaults = toy_model_paths(), toy_request()
+    else:
+        paths, defaults = ensure_demo_models(), DEFAULT_REQUEST
     transformer = load_transformer(args.transformer or paths.transformer, device=args.device)
     vae = load_vae(args.vae or paths.vae, device=args.device)
     encoders = load_text_encoders(args.text_encoder or paths.text_encoder, args.clip or paths.clip, device=args.device)
-    defaults = (VideoRequest(prompt=args.prompt) if paths is None
-                else toy_request() if args.model == "toy" else DEFAULT_REQUEST)
     request = VideoRequest(
         prompt=args.prompt, frames=args.frames or defaults.frames, height=args.height or defaults.height,
         width=args.width or defaults.width, steps=args.steps or defaults.steps,

@@ -279,13 +279,14 @@ def stage_concept(args, work: Path) -> None:
     concept = ToyWorld(SEED + 11, prompts=concept_prompts(word, "train"))
     base = ToyWorld(SEED + 12, split="train")
 
+    every = round(1 / args.concept_share)   # one clip in `every` carries the new word
+
     def clips(n):   # new-concept clips interleaved with base captions, so the old prompts are rehearsed
-        every = round(1 / args.concept_share)
         for i in range(n):
             clip = concept[i // every] if i % every == 0 else base[i - i // every - 1]
             yield RawClip(f"concept{i:05d}", clip.frames, clip.caption)
 
-    cache = work / f"concept_cache_{args.clips}_{round(1 / args.concept_share)}"
+    cache = work / f"concept_cache_{args.clips}_{every}"
     t0 = time.time()
     cache_dataset(str(cache), clips(args.clips), vae, encoders_text_fn(encoders, "video", max_length=32), [(17, 64, 64)])
     log(work, "concept", {"cached": args.clips, "seconds": round(time.time() - t0, 1)})
