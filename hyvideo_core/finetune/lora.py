@@ -25,6 +25,7 @@ shares one down matrix, the up matrices stacked). The mapping is the diffusers l
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
@@ -207,6 +208,21 @@ def remove_lora(model: nn.Module) -> None:
 def set_lora_strength(model: nn.Module, strength: float) -> None:
     for m in lora_layers(model).values():
         m.lora_strength = strength
+
+
+@contextlib.contextmanager
+def lora_disabled(model: nn.Module):
+    """Within the block ``model`` computes as its base (every adapter off); the adapters come back on
+    exit, even after an error. Prior preservation uses it to get the base output without a second copy."""
+    layers = list(lora_layers(model).values())
+    before = [m.lora_enabled for m in layers]
+    for m in layers:
+        m.lora_enabled = False
+    try:
+        yield model
+    finally:
+        for m, on in zip(layers, before):
+            m.lora_enabled = on
 
 
 # ------------------------------------------------------------------------------------------

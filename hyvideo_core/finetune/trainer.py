@@ -1,4 +1,5 @@
-"""The training loop: flow matching on cached latents, full or LoRA, optional CFG distillation.
+"""The training loop: flow matching on cached latents, full or LoRA, optional CFG distillation and
+LoRA prior preservation.
 
 Determinism: every random draw of a training sample (noise, σ, caption dropout, distillation
 guidance) comes from a generator seeded by ``(seed, step, global sample index)``, and the data
@@ -70,6 +71,10 @@ class TrainConfig:
     caption_dropout: float = 0.0           # replace the caption by "" (official: 0.1); needed for a CFG teacher
     distill_teacher: Optional[str] = None  # guidance distillation: CFG teacher weights (tech report §5.1)
     distill_guidance: Tuple[float, float] = (1.0, 8.0)
+    # LoRA prior preservation: on these clips the LoRA model is trained to match its own base (adapters
+    # off), at an embedded guidance drawn from distill_guidance, so what the model already did stays put
+    prior_cache_dir: Optional[str] = None
+    prior_weight: float = 1.0
     ema_decay: float = 0.0                 # 0 = off
     gradient_checkpointing: bool = False
     mixed_precision: str = "no"            # "no" or "bf16"
@@ -102,6 +107,12 @@ class TrainConfig:
             raise InputError(f"schedule must be 'constant' or 'cosine'; found {self.schedule!r}")
         if self.steps < 1 or self.global_batch < 1 or self.grad_accum < 1:
             raise InputError("steps, global_batch and grad_accum must be >= 1")
+        if self.prior_cache_dir and self.mode != "lora":
+            raise InputError(f"prior preservation compares the model with its base (LoRA off), so it needs mode "
+                             f"'lora'; found mode {self.mode!r}. Drop prior_cache_dir or train a LoRA")
+
+
+_PRIOR = 0x9121   # seeds the prior clips' data order and noise apart from the main clips'
 
 
 def sample_seed(*parts: int) -> int:
@@ -214,13 +225,18 @@ class Trainer:
         self.out = Path(cfg.output_dir)
         self.device = self.acc.device
 
+        self.prior = CachedDataset(cfg.prior_cache_dir) if cfg.prior_cache_dir else None
+        self.prior_sampler = (BucketBatchSampler(self.prior, cfg.global_batch, seed=sample_seed(cfg.seed, _PRIOR))
+                              if self.prior is not None else None)
+
         model = build_model(cfg)
-        if model.config.text_states_dim != self.data.manifest["text_states_dim"] or \
-                model.config.text_states_dim_2 != self.data.manifest["text_states_dim_2"]:
-            raise InputError(f"the cache holds text embeddings of size {self.data.manifest['text_states_dim']} / "
-                             f"{self.data.manifest['text_states_dim_2']}, variant {cfg.variant!r} expects "
-                             f"{model.config.text_states_dim} / {model.config.text_states_dim_2}; re-cache with "
-                             f"that model's text encoders")
+        for data in (self.data, self.prior):
+            if data is not None and (model.config.text_states_dim != data.manifest["text_states_dim"] or
+                                     model.config.text_states_dim_2 != data.manifest["text_states_dim_2"]):
+                raise InputError(f"the cache {data.root} holds text embeddings of size {data.manifest['text_states_dim']}"
+                                 f" / {data.manifest['text_states_dim_2']}, variant {cfg.variant!r} expects "
+                                 f"{model.config.text_states_dim} / {model.config.text_states_dim_2}; re-cache with "
+                                 f"that model's text encoders")
         if cfg.mode == "lora":
             from .lora import inject_lora
             inject_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.lora_targets,
@@ -280,6 +296,11 @@ class Trainer:
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
         self.sampler.load_state_dict(state["sampler"])
+        if self.prior_sampler is not None:
+            if state.get("prior_sampler") is None:
+                raise InputError(f"checkpoint {str(path)!r} was trained without prior preservation; resume it without "
+                                 f"prior_cache_dir or start a new output_dir")
+            self.prior_sampler.load_state_dict(state["prior_sampler"])
         rng = state["rng"]
         torch.set_rng_state(rng["torch"])
         np.random.set_state(rng["numpy"])
@@ -309,6 +330,7 @@ class Trainer:
             "trainable": {n: p.detach().cpu().clone() for n, p in self.named.items()},
             "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None, "sampler": self.sampler.state_dict(),
+            "prior_sampler": self.prior_sampler.state_dict() if self.prior_sampler is not None else None,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "losses": list(self.losses),
         }
@@ -350,18 +372,20 @@ class Trainer:
 
     # -- one step ---------------------------------------------------------------------------
 
-    def _sample_inputs(self, indices: Sequence[int], positions: Sequence[int]) -> dict:
+    def _sample_inputs(self, indices: Sequence[int], positions: Sequence[int], prior: bool = False) -> dict:
         cfg = self.cfg
+        data = self.prior if prior else self.data
         items, noises, sigmas, guid = [], [], [], []
         for i, j in zip(indices, positions):
-            g = torch.Generator().manual_seed(sample_seed(cfg.seed, self.step, j))
-            item = dict(self.data[i])
+            parts = (cfg.seed, self.step, j, _PRIOR) if prior else (cfg.seed, self.step, j)
+            g = torch.Generator().manual_seed(sample_seed(*parts))
+            item = dict(data[i])
             sigma = sample_sigmas(1, g, cfg.timestep_sampling, cfg.logit_mean, cfg.logit_std, cfg.shift)
             drop = float(torch.rand(1, generator=g)) < cfg.caption_dropout
             w = float(torch.empty(1).uniform_(*cfg.distill_guidance, generator=g))
             noise = torch.randn(item["latents"].shape, generator=g)
             if drop:
-                item["text_states"], item["text_states_2"] = self.data.null["text_states"], self.data.null["text_states_2"]
+                item["text_states"], item["text_states_2"] = data.null["text_states"], data.null["text_states_2"]
             items.append(item)
             noises.append(noise)
             sigmas.append(sigma)
@@ -395,22 +419,39 @@ class Trainer:
         pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], guidance)
         return flow_matching_loss(pred, velocity_target(x0, noise))
 
+    def _prior_loss(self, b: dict) -> torch.Tensor:
+        """Distance of the LoRA model's velocity from its base's on a prior clip, at the sample's guidance."""
+        from .lora import lora_disabled
+
+        xt, t = noisy_latents(b["latents"], b["noise"], b["sigma"]), b["sigma"] * 1000.0
+        args = (xt, t, b["text_states"], b["text_mask"], b["text_states_2"],
+                b["w"] * 1000.0 if self.model.config.guidance_embed else None)
+        with torch.no_grad(), lora_disabled(self.model):
+            target = self.model(*args)
+        return flow_matching_loss(self.ddp(*args), target)
+
     def train_step(self) -> float:
         cfg = self.cfg
         batch = self.sampler.next()
+        prior_batch = self.prior_sampler.next() if self.prior_sampler is not None else None
         torch.manual_seed(sample_seed(cfg.seed, self.step, 0xD0, self.rank))   # LoRA dropout etc.
         self.opt.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         for k in range(cfg.grad_accum):
             start = (k * self.world + self.rank) * self.micro
             positions = list(range(start, start + self.micro))
-            b = self._sample_inputs([batch[p] for p in positions], positions)
-            sync = k == cfg.grad_accum - 1 or self.world == 1
-            ctx = self.acc.no_sync(self.ddp) if not sync else _nullcontext()
-            with ctx, self.acc.autocast():
-                loss = self._loss(b) / cfg.grad_accum
-                self.acc.backward(loss)
-            total += loss.detach()
+            # one backward per forward (DDP needs that): the data part, then the prior part
+            parts = [(self._loss, self._sample_inputs([batch[p] for p in positions], positions), 1.0)]
+            if prior_batch is not None:
+                parts.append((self._prior_loss, self._sample_inputs([prior_batch[p] for p in positions], positions,
+                                                                    prior=True), cfg.prior_weight))
+            for m, (loss_fn, b, weight) in enumerate(parts):
+                sync = (k == cfg.grad_accum - 1 and m == len(parts) - 1) or self.world == 1
+                ctx = self.acc.no_sync(self.ddp) if not sync else _nullcontext()
+                with ctx, self.acc.autocast():
+                    loss = weight * loss_fn(b) / cfg.grad_accum
+                    self.acc.backward(loss)
+                total += loss.detach()
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(list(self.named.values()), cfg.max_grad_norm)
         self.opt.step()

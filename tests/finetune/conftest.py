@@ -46,6 +46,14 @@ def tiny_cache(tmp_path_factory, tiny_vae):
     return str(out)
 
 
+@pytest.fixture(scope="session")
+def prior_cache(tmp_path_factory, tiny_vae):
+    """Other clips (other seed, other captions): what a LoRA's prior preservation keeps."""
+    out = tmp_path_factory.mktemp("prior_cache")
+    cache_dataset(str(out), toy_source(8, seed=4, geometries=BUCKETS[:1]), tiny_vae, fake_text, BUCKETS[:1])
+    return str(out)
+
+
 @pytest.fixture
 def train_cfg(tiny_cache, tmp_path):
     def make(**kw):

@@ -62,9 +62,12 @@ def _weights(run_dir):
 
 
 @pytest.mark.parametrize("extra", [dict(ema_decay=0.9, warmup_steps=2, schedule="cosine", caption_dropout=0.3),
-                                   dict(mode="lora", lora_rank=4, lora_dropout=0.1, ema_decay=0.8)],
-                         ids=["full-ema", "lora"])
-def test_exact_resume(train_cfg, tmp_path, extra):
+                                   dict(mode="lora", lora_rank=4, lora_dropout=0.1, ema_decay=0.8),
+                                   dict(mode="lora", lora_rank=4, prior_weight=2.0)],
+                         ids=["full-ema", "lora", "lora-prior"])
+def test_exact_resume(train_cfg, tmp_path, extra, prior_cache):
+    if "prior_weight" in extra:
+        extra = dict(extra, prior_cache_dir=prior_cache)
     full = train(train_cfg(output_dir=str(tmp_path / "a"), steps=6, **extra))
     part = train(train_cfg(output_dir=str(tmp_path / "b"), steps=6, stop_after=3, **extra))
     assert part.step == 3
@@ -114,11 +117,14 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_cache):
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6, rtol=1e-5) for n in grads[0])
 
 
-def test_two_processes_match_one(train_cfg, tmp_path):
+@pytest.mark.parametrize("prior", [False, True], ids=["full", "lora-prior"])
+def test_two_processes_match_one(train_cfg, tmp_path, prior, prior_cache):
     """2 CPU processes (gloo, per-process batch 2) vs 1 process (batch 4): same loss trajectory
-    within 1e-5 relative (only the gradient all-reduce order differs)."""
-    one = train(train_cfg(output_dir=str(tmp_path / "one"), steps=4))
-    cfg = dict(train_cfg(output_dir=str(tmp_path / "two"), steps=4).__dict__)
+    within 1e-5 relative (only the gradient all-reduce order differs). With prior preservation each
+    step has two backward passes, and only the second may all-reduce."""
+    extra = dict(mode="lora", lora_rank=4, prior_cache_dir=prior_cache, lr=2e-2) if prior else {}
+    one = train(train_cfg(output_dir=str(tmp_path / "one"), steps=4, **extra))
+    cfg = dict(train_cfg(output_dir=str(tmp_path / "two"), steps=4, **extra).__dict__)
     cfg_path = tmp_path / "cfg.json"
     cfg_path.write_text(json.dumps(cfg))
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -130,6 +136,32 @@ def test_two_processes_match_one(train_cfg, tmp_path):
     assert [r["processes"] for r in records] == [2] * 4
     two = [r["loss"] for r in records]
     assert np.allclose(two, one.losses, rtol=1e-5, atol=1e-7), (two, one.losses)
+
+
+def _prior_distance(trainer, n=4):
+    """Mean squared gap between the model and its base (LoRA off) on the first prior batch."""
+    b = trainer._sample_inputs(list(range(n)), list(range(n)), prior=True)
+    with torch.no_grad():
+        return float(trainer._prior_loss(b))
+
+
+def test_prior_preservation_keeps_the_base_output_on_prior_clips(train_cfg, prior_cache):
+    """The LoRA starts as the base (gap exactly 0); trained on its clips at a high learning rate it moves
+    away from the base on other clips, and prior preservation holds it closer."""
+    gaps = {}
+    for weight in (0.0, 5.0):               # weight 0: the same run without the prior term
+        trainer = Trainer(train_cfg(output_dir=f"{train_cfg().output_dir}_{weight}", mode="lora", lora_rank=4,
+                                    lr=3e-2, steps=8, seed=3, prior_cache_dir=prior_cache, prior_weight=weight))
+        assert _prior_distance(trainer) == 0.0
+        for _ in range(8):
+            trainer.train_step()
+        gaps[weight] = _prior_distance(trainer)
+    assert gaps[0.0] > 0 and gaps[5.0] < 0.5 * gaps[0.0], gaps
+
+
+def test_prior_preservation_needs_a_lora(train_cfg, prior_cache):
+    with pytest.raises(InputError, match="needs mode 'lora'"):
+        Trainer(train_cfg(prior_cache_dir=prior_cache))
 
 
 # -- bad input ---------------------------------------------------------------------------------
