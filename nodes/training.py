@@ -171,9 +171,18 @@ class TrainLoRA:
                 "File name in models/loras (.safetensors added; a subfolder may be included).", default="hvs_lora")),
             "overwrite": ("BOOLEAN", tooltip("Replace an existing file of that name; off = add _2, _3, ...",
                                              default=False)),
+        }, "optional": {
+            "prior_cache": (f"{PREFIX}_DATASET_CACHE", tooltip(
+                "Optional prior preservation: a cache of clips of what the model already does well (captions "
+                "without the new concept). On these the LoRA is trained to keep the base model's own output, so "
+                "old prompts stay as they were. Costs about one extra forward per prior clip.")),
+            "prior_weight": ("FLOAT", tooltip("Weight of the prior-preservation loss against the data loss "
+                                              "(used only with prior_cache).",
+                                              default=1.0, min=0.0, max=100.0, step=0.1)),
         }}
 
-    def train(self, cache, base_model, steps, rank, alpha, learning_rate, batch_size, seed, lora_name, overwrite):
+    def train(self, cache, base_model, steps, rank, alpha, learning_rate, batch_size, seed, lora_name, overwrite,
+              prior_cache=None, prior_weight=1.0):
         import shutil
         import tempfile
 
@@ -195,7 +204,9 @@ class TrainLoRA:
         cfg = TrainConfig(cache_dir=cache.folder, output_dir=run, variant=variant, init=base, mode="lora",
                           lora_rank=rank, lora_alpha=alpha or None, lora_format="comfyui", steps=steps,
                           global_batch=batch_size, lr=learning_rate, seed=seed, resume=None, keep_checkpoints=1,
-                          log_every=max(1, steps // 20), mixed_precision="bf16" if cuda else "no")
+                          log_every=max(1, steps // 20), mixed_precision="bf16" if cuda else "no",
+                          prior_cache_dir=prior_cache.folder if prior_cache is not None else None,
+                          prior_weight=prior_weight)
         import comfy.model_management
 
         comfy.model_management.unload_all_models()     # give ComfyUI's own models' memory to the training run

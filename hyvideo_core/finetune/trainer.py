@@ -68,6 +68,10 @@ class TrainConfig:
     logit_std: float = 1.0
     shift: Optional[float] = None          # shifted timestep sampling (official I2V LoRA: 7.0)
     train_guidance: float = 6.0            # embedded guidance fed to guidance-distilled models (official: 6.0)
+    # guided data target for guidance-distilled models: u + w·(data velocity − u), u = the base's own
+    # unconditional output (adapters off, empty prompt, guidance 1), w = train_guidance. Its mean is the
+    # guided velocity the embedded guidance stands for; the plain data target is the unguided one.
+    guided_target: bool = False
     caption_dropout: float = 0.0           # replace the caption by "" (official: 0.1); needed for a CFG teacher
     distill_teacher: Optional[str] = None  # guidance distillation: CFG teacher weights (tech report §5.1)
     distill_guidance: Tuple[float, float] = (1.0, 8.0)
@@ -107,6 +111,8 @@ class TrainConfig:
             raise InputError(f"schedule must be 'constant' or 'cosine'; found {self.schedule!r}")
         if self.steps < 1 or self.global_batch < 1 or self.grad_accum < 1:
             raise InputError("steps, global_batch and grad_accum must be >= 1")
+        if self.guided_target and self.distill_teacher:
+            raise InputError("guided_target and distill_teacher both set the target; choose one")
         if self.prior_cache_dir and self.mode != "lora":
             raise InputError(f"prior preservation compares the model with its base (LoRA off), so it needs mode "
                              f"'lora'; found mode {self.mode!r}. Drop prior_cache_dir or train a LoRA")
@@ -258,6 +264,9 @@ class Trainer:
         if self.teacher is not None and not model.config.guidance_embed:
             raise InputError(f"guidance distillation needs a student with a guidance embedding; variant "
                              f"{cfg.variant!r} has none")
+        if cfg.guided_target and not model.config.guidance_embed:
+            raise InputError(f"guided_target is for guidance-distilled models (embedded guidance); variant "
+                             f"{cfg.variant!r} has none: train it on the plain data target")
         self.step, self.losses = 0, []
         self._resume()
 
@@ -416,8 +425,21 @@ class Trainer:
             return flow_matching_loss(pred, target)
         guidance = (torch.full((n,), cfg.train_guidance * 1000.0, device=self.device)
                     if self.model.config.guidance_embed else None)
+        target = velocity_target(x0, noise)
+        if cfg.guided_target:
+            target = self._guided(xt, t, target)
         pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], guidance)
-        return flow_matching_loss(pred, velocity_target(x0, noise))
+        return flow_matching_loss(pred, target)
+
+    def _guided(self, xt: torch.Tensor, t: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+        from .lora import lora_disabled
+
+        n, null = xt.shape[0], self.data.null
+        one = torch.full((n,), 1000.0, device=self.device)
+        with torch.no_grad(), lora_disabled(self.model):
+            u = self.model(xt, t, null["text_states"][None].expand(n, -1, -1).to(self.device), None,
+                           null["text_states_2"][None].expand(n, -1).to(self.device), one)
+        return u + self.cfg.train_guidance * (data - u)
 
     def _prior_loss(self, b: dict) -> torch.Tensor:
         """Distance of the LoRA model's velocity from its base's on a prior clip, at the sample's guidance."""

@@ -39,19 +39,28 @@ def dataset(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def trained(comfyui_server, dataset, tmp_path_factory):
-    """The train_lora workflow on the dataset folder: 3 steps at rank 4 on the embedded tiny model."""
+def _train_workflow(server, dataset, cache_folder, **train_inputs):
+    """Queue the train_lora workflow on the dataset folder (3 steps at rank 4 on the embedded tiny model);
+    returns the result, the LoRA name and the paths it was written to."""
     name = f"hvs_test_{uuid.uuid4().hex[:8]}"
     wf = api("train_lora", **{
-        "14": {"dataset_folder": str(dataset), "buckets": "5x32x32",
-               "cache_folder": str(tmp_path_factory.mktemp("lora_cache"))},
+        "14": {"dataset_folder": str(dataset), "buckets": "5x32x32", "cache_folder": str(cache_folder)},
         "15": {"steps": STEPS, "rank": 4, "alpha": 4.0, "learning_rate": 0.01, "batch_size": 2, "lora_name": name,
-               "overwrite": False},
+               "overwrite": False, **train_inputs},
         "5": {"width": 32, "height": 32, "frames": 5}, "6": {"steps": 2}})
-    result = comfyui_server.queue_prompt(wf, timeout=600)
-    folders = [comfyui_server.comfy_dir / "models" / "loras", comfyui_server.models_dir / "loras"]
-    paths = [f / f"{name}.safetensors" for f in folders if (f / f"{name}.safetensors").is_file()]
+    result = server.queue_prompt(wf, timeout=600)
+    folders = [server.comfy_dir / "models" / "loras", server.models_dir / "loras"]
+    return result, name, [f / f"{name}.safetensors" for f in folders if (f / f"{name}.safetensors").is_file()]
+
+
+@pytest.fixture(scope="module")
+def lora_cache_folder(tmp_path_factory):
+    return tmp_path_factory.mktemp("lora_cache")
+
+
+@pytest.fixture(scope="module")
+def trained(comfyui_server, dataset, lora_cache_folder):
+    result, name, paths = _train_workflow(comfyui_server, dataset, lora_cache_folder)
     try:
         yield result, name, paths
     finally:
@@ -91,6 +100,22 @@ def test_cache_and_train_write_a_comfyui_lora_and_a_loss_plot(comfyui_server, tr
     assert {"value": STEPS, "max": STEPS} in [{"value": d["value"], "max": d["max"]} for d in progress]  # per step
     assert {"value": CLIPS, "max": CLIPS} in [{"value": d["value"], "max": d["max"]} for d in progress]  # per clip
     assert [f for f in result.files() if f["kind"] == "gifs"], "the test render with the LoRA was not saved"
+
+
+def test_prior_cache_input_reaches_the_trainer(comfyui_server, dataset, lora_cache_folder, trained):
+    """The same run with the dataset's own cache as prior (weight 5): a LoRA is written, and it differs
+    from the run without a prior (same seed, same data), so the prior term took part."""
+    _, _, plain = trained
+    result, name, paths = _train_workflow(comfyui_server, dataset, lora_cache_folder, prior_cache=["14", 0],
+                                          prior_weight=5.0)
+    try:
+        assert len(paths) == 1, f"{name}.safetensors not written to models/loras"
+        a, b = load_file(str(plain[0])), load_file(str(paths[0]))
+        assert a.keys() == b.keys()
+        assert any(not torch.equal(a[k], b[k]) for k in a if k.endswith("lora_B.weight"))
+    finally:
+        for p in paths:
+            p.unlink(missing_ok=True)
 
 
 def _sample_with(model_node: str, prefix: str) -> dict:

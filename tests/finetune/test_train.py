@@ -159,6 +159,23 @@ def test_prior_preservation_keeps_the_base_output_on_prior_clips(train_cfg, prio
     assert gaps[0.0] > 0 and gaps[5.0] < 0.5 * gaps[0.0], gaps
 
 
+def test_guided_target_at_guidance_one_is_the_data_target(train_cfg, tmp_path):
+    """u + w·(data − u) is the data target at w = 1 (same trajectory), and a different one at w = 4."""
+    runs = {name: train(train_cfg(output_dir=str(tmp_path / name), mode="lora", lora_rank=4, steps=3, **kw)).losses
+            for name, kw in {"plain": dict(train_guidance=1.0), "guided1": dict(train_guidance=1.0, guided_target=True),
+                             "guided4": dict(train_guidance=4.0, guided_target=True),
+                             "plain4": dict(train_guidance=4.0)}.items()}
+    assert np.allclose(runs["guided1"], runs["plain"], rtol=1e-5), runs
+    assert not np.allclose(runs["guided4"], runs["plain4"], rtol=1e-2), runs
+
+
+def test_guided_target_needs_embedded_guidance(train_cfg):
+    with pytest.raises(InputError, match="guided_target is for guidance-distilled"):
+        Trainer(train_cfg(variant="tiny-noguide", guided_target=True))
+    with pytest.raises(InputError, match="choose one"):
+        Trainer(train_cfg(guided_target=True, distill_teacher="x.safetensors"))
+
+
 def test_prior_preservation_needs_a_lora(train_cfg, prior_cache):
     with pytest.raises(InputError, match="needs mode 'lora'"):
         Trainer(train_cfg(prior_cache_dir=prior_cache))
