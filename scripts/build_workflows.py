@@ -87,7 +87,7 @@ GRAPHS = {
         **LOADERS, ENCODE[0]: ENCODE[1],
         14: ("HVS_CacheDataset", {"vae": (2, 0), "text_encoders": (3, 0)}, ["toy:8", "17x64x64", "", False],
              [("cache", "HVS_DATASET_CACHE")], (1, 3)),
-        15: ("HVS_TrainLoRA", {"cache": (14, 0)}, [EMBEDDED, 50, 16, 16.0, 0.0001, 1, 0, "fixed", "hvs_lora", True],
+        15: ("HVS_TrainLoRA", {"cache": (14, 0)}, [EMBEDDED, 50, 16, 16.0, 0.0001, 1, 0, "fixed", "hvs_lora", True, 1.0],
              [("lora_path", "STRING"), ("loss_plot", "IMAGE")], (2, 3)),
         16: ("PreviewImage", {"images": (15, 1)}, [], [], (3, 3)),
         17: ("HVS_LoadLoRA", {"model": (1, 0), "lora_path": (15, 0)}, ["", 1.0], [("model", "HVS_MODEL")], (1, 0)),
@@ -118,7 +118,7 @@ WIDGETS = {
     "HVS_StepCache": ["method", "threshold"],
     "HVS_CacheDataset": ["dataset_folder", "buckets", "cache_folder", "skip_short_clips"],
     "HVS_TrainLoRA": ["base_model", "steps", "rank", "alpha", "learning_rate", "batch_size", "seed", None, "lora_name",
-                      "overwrite"],
+                      "overwrite", "prior_weight"],
     "HVS_LoadLoRA": ["lora_name", "strength"],
     "PreviewImage": [],
 }

@@ -252,19 +252,35 @@ def _map_widgets(class_type: str, values: Any, specs: list[tuple[str, list, str]
         return {k: v for k, v in values.items() if k in spec_names}
     values = list(values or [])
     layouts = list(_widget_layouts(specs))
+    controlled = {n for n, spec, _ in specs if (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
+                  .get("control_after_generate") or (spec[0] == "INT" and n in ("seed", "noise_seed"))}
 
-    def controls_ok(layout) -> bool:
-        return all(i < len(values) and values[i] in CONTROL_VALUES
-                   for i, (_, k) in enumerate(layout) if k == "control")
+    def consistent(layout) -> bool:
+        """Control slots hold control values, and a layout without them does not read a saved
+        control value (the slot after a seed) as the next input's value."""
+        for i, (name, kind) in enumerate(layout[: len(values)]):
+            if kind == "control" and values[i] not in CONTROL_VALUES:
+                return False
+            if kind == "value" and name in controlled and (i + 1 >= len(layout) or layout[i + 1][1] != "control") \
+                    and i + 1 < len(values) and values[i + 1] in CONTROL_VALUES:
+                return False
+        return True
 
-    chosen = next((lay for lay in layouts if len(lay) == len(values) and controls_ok(lay)), None)
+    ok = [lay for lay in layouts if consistent(lay)] or layouts
+    chosen = next((lay for lay in ok if len(lay) == len(values)), None)
     if chosen is None:  # extra trailing values (front-end-only widgets): longest layout that fits
-        shorter = [lay for lay in layouts if len(lay) < len(values) and controls_ok(lay)]
-        chosen = max(shorter, key=len) if shorter else layouts[0]
+        shorter = [lay for lay in ok if len(lay) < len(values)]
+        # else fewer values than widgets: saved before trailing widgets were added (they get defaults)
+        chosen = max(shorter, key=len) if shorter else min(ok, key=len)
+    defaults = {n: spec[1]["default"] for n, spec, _ in specs if len(spec) > 1 and isinstance(spec[1], dict)
+                and "default" in spec[1]}
     out: dict[str, Any] = {}
-    for (name, kind), value in zip(chosen, values):
+    for i, (name, kind) in enumerate(chosen):
         if kind == "value" and name is not None:
-            out[name] = value
+            if i < len(values):
+                out[name] = values[i]
+            elif name in defaults:
+                out[name] = defaults[name]
     return out
 
 

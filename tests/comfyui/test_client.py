@@ -118,6 +118,16 @@ def test_ui_to_api_new_frontend_layout(comfyui_server):
     assert {k: v["inputs"] for k, v in api.items()} == EXPECTED_CONVERSION
 
 
+def test_ui_to_api_workflow_saved_before_a_widget_was_added(comfyui_server):
+    """a workflow saved before a node gained a trailing optional widget (Train LoRA's prior_weight):
+    the saved values keep their names, the new widget gets its default, as the front end does"""
+    wf = json.loads((harness.REPO / "workflows" / "train_lora.json").read_text())
+    node = next(n for n in wf["nodes"] if n["type"] == "HVS_TrainLoRA")
+    node["widgets_values"] = node["widgets_values"][:-1]
+    inputs = harness.hvs_queue.ui_to_api(wf, comfyui_server.object_info())[str(node["id"])]["inputs"]
+    assert (inputs["seed"], inputs["lora_name"], inputs["overwrite"], inputs["prior_weight"]) == (0, "hvs_lora", True, 1.0)
+
+
 def test_ui_to_api_ignores_trailing_frontend_widgets(comfyui_server):
     """a front-end-only widget (e.g. a preview) saved after the real ones does not shift values"""
     wf = json.loads((FIX / "core_conversion_ui.json").read_text())
