@@ -207,6 +207,12 @@ def _input_spec(object_info_entry: dict) -> list[tuple[str, list, str]]:
     return specs
 
 
+def _has_control(name: str, spec: list) -> bool:
+    """Whether the front end puts a control_after_generate combo after this widget."""
+    opts = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    return bool(opts.get("control_after_generate")) or (spec[0] == "INT" and name in ("seed", "noise_seed"))
+
+
 def _widget_layouts(specs: list[tuple[str, list, str]]):
     """Yield candidate widget layouts, most likely first.
 
@@ -230,9 +236,7 @@ def _widget_layouts(specs: list[tuple[str, list, str]]):
                     layout.append((None, "button"))
             elif kind in WIDGET_TYPES and not (opts.get("forceInput") and not force_slot):
                 layout.append((name, "value"))
-                has_control = bool(opts.get("control_after_generate")) or (
-                    kind == "INT" and name in ("seed", "noise_seed"))
-                if has_control and control_slot:
+                if _has_control(name, spec) and control_slot:
                     layout.append((None, "control"))
                     if kind == "COMBO":
                         layout.append((None, "filter"))
@@ -252,8 +256,7 @@ def _map_widgets(class_type: str, values: Any, specs: list[tuple[str, list, str]
         return {k: v for k, v in values.items() if k in spec_names}
     values = list(values or [])
     layouts = list(_widget_layouts(specs))
-    controlled = {n for n, spec, _ in specs if (spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {})
-                  .get("control_after_generate") or (spec[0] == "INT" and n in ("seed", "noise_seed"))}
+    controlled = {n for n, spec, _ in specs if _has_control(n, spec)}
 
     def consistent(layout) -> bool:
         """Control slots hold control values, and a layout without them does not read a saved

@@ -412,13 +412,10 @@ class Trainer:
         t = sigma * 1000.0
         n = x0.shape[0]
         if self.teacher is not None:
-            null = collate([{"latents": x0[0], "text_states": self.data.null["text_states"],
-                             "text_states_2": self.data.null["text_states_2"]}] * n)
             with torch.no_grad():
                 g1 = torch.full((n,), 1000.0, device=self.device) if self.teacher.config.guidance_embed else None
                 vc = self.teacher(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], g1)
-                vu = self.teacher(xt, t, null["text_states"].to(self.device), null["text_mask"].to(self.device),
-                                  null["text_states_2"].to(self.device), g1)
+                vu = self.teacher(xt, t, *self._null_text(n), g1)
                 w = b["w"].view(-1, 1, 1, 1, 1)
                 target = vu + w * (vc - vu)
             pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], b["w"] * 1000.0)
@@ -431,14 +428,17 @@ class Trainer:
         pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], guidance)
         return flow_matching_loss(pred, target)
 
+    def _null_text(self, n: int) -> tuple:
+        """(text_states, text_mask, text_states_2) of the empty prompt, ``n`` times, on the device."""
+        null = collate([{"latents": torch.zeros(()), **self.data.null}] * n)
+        return tuple(null[k].to(self.device) for k in ("text_states", "text_mask", "text_states_2"))
+
     def _guided(self, xt: torch.Tensor, t: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
         from .lora import lora_disabled
 
-        n, null = xt.shape[0], self.data.null
-        one = torch.full((n,), 1000.0, device=self.device)
+        one = torch.full((xt.shape[0],), 1000.0, device=self.device)
         with torch.no_grad(), lora_disabled(self.model):
-            u = self.model(xt, t, null["text_states"][None].expand(n, -1, -1).to(self.device), None,
-                           null["text_states_2"][None].expand(n, -1).to(self.device), one)
+            u = self.model(xt, t, *self._null_text(xt.shape[0]), one)
         return u + self.cfg.train_guidance * (data - u)
 
     def _prior_loss(self, b: dict) -> torch.Tensor:
