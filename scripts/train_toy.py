@@ -31,7 +31,7 @@ chance 30.7 %; VAE 30.78 dB on 8 held-out clips), all with --work W --threads 2:
 
 Concept stage: teach the word "orange" (a background the DiT never saw in a caption) with a rank-8 LoRA, and score
 it on 35 held-out "orange" prompts (2 clips each) and on the 100 old held-out prompts (1 clip each, change paired
-over the same noise). The default recipe (`concept`, 2026-11-26, 2 threads, ~25 min) is the tech report's §5.1
+over the same noise). The default recipe (`concept`, 2026-11-26, 2 threads, 20 min) is the tech report's §5.1
 applied to a LoRA, with prior preservation (TrainConfig.prior_cache_dir: 384 clips of old captions on which the
 LoRA keeps the base's own output; 384 new-word clips; 8 + 8 clips a step, lr 1e-3, 2500 steps):
   1. a LoRA on the CFG teacher learns the word from data (caption dropout 0.1), scored at true CFG 4:
