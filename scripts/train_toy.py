@@ -287,7 +287,7 @@ def _concept_run(args) -> str:
     mix = f"prior{args.prior_weight:g}" if args.prior_weight else f"share{args.concept_share:.2f}"
     tag = "teacher_" if args.on_teacher else "distilled_" if args.distill_from else ""
     data = f"g{args.train_guidance:g}{'guided' if args.guided_target else ''}_" if not tag else ""  # student on data only
-    return (f"concept_{tag}{mix}_r{args.rank}{'text' if args.text_targets else ''}_lr{args.lr or 1e-3:g}_{data}"
+    return (f"concept_{tag}{mix}_r{args.rank}{'text' if args.text_targets else ''}_lr{args.lr:g}_{data}"
             f"{args.clips}_{args.steps}")
 
 
@@ -297,6 +297,7 @@ def stage_concept(args, work: Path) -> None:
     (results: the module docstring). The default recipe is the tech report's §5.1 applied to a LoRA:
     a LoRA on the CFG teacher learns the word from data, then the student's LoRA is distilled from that
     teacher at true CFG; both keep the old prompts by prior preservation."""
+    args = argparse.Namespace(**{**vars(args), "lr": args.lr or 1e-3})
     if not (args.on_teacher or args.distill_from or args.data_target):
         teacher_args = argparse.Namespace(**{**vars(args), "on_teacher": True})
         stage_concept(teacher_args, work)
@@ -326,12 +327,12 @@ def stage_concept(args, work: Path) -> None:
             yield RawClip(f"{prefix}{i:05d}", clip.frames, clip.caption)
 
     n_new = round(args.clips * args.concept_share)
-    lr, run = args.lr or 1e-3, _concept_run(args)
+    run = _concept_run(args)
     targets = TrainConfig.lora_targets + (("re:txt_in\\..*", "re:vector_in\\..*") if args.text_targets else ())
     teacher = dict(variant="toy-teacher", init=str(WEIGHTS / "transformer_teacher.safetensors"), caption_dropout=0.1)
     student = dict(variant="toy", init=str(WEIGHTS / "transformer.safetensors"))
     common = dict(**(teacher if args.on_teacher else student), lora_targets=targets, threads=args.threads,
-                  mode="lora", lora_rank=args.rank, steps=args.steps, lr=lr, warmup_steps=20, schedule="cosine",
+                  mode="lora", lora_rank=args.rank, steps=args.steps, lr=args.lr, warmup_steps=20, schedule="cosine",
                   train_guidance=args.train_guidance, guided_target=args.guided_target, save_every=0)
     if args.distill_from:
         # tech report §5.1 for the LoRA: the teacher with its LoRA merged, at true CFG, is the target on

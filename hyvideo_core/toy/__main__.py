@@ -93,10 +93,9 @@ def claims(args) -> int:
     # The tested shift is the one declared before the run (the model's default), not the best row:
     # picking the best of several shifts after seeing them would bias the comparison upwards.
     verdicts = [f"Tested: s = {args.default_shift:g} (the toy's default) against s = 1 at each step count.", ""]
-    for name in args.shift_models:
+    tested = 1.0 in args.shifts and args.default_shift in args.shifts
+    for name in args.shift_models if tested else ():
         for steps in args.shift_steps:
-            if 1.0 not in args.shifts or args.default_shift not in args.shifts:
-                break
             shifted, flat = row(name, steps, args.default_shift), row(name, steps, 1.0)
             mean, half = paired_difference(shifted["per_clip"], flat["per_clip"])
             verdict = ("holds" if mean - half > 0 else "higher, but within the interval" if mean > 0 else "does not hold")

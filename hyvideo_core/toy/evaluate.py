@@ -75,7 +75,7 @@ def analyse(video) -> Dict[str, object]:
     span = fg - bg
     cov = np.clip(((frames - bg) @ span) / max(float(span @ span), 1e-6), 0.0, 1.0)
 
-    aspects, fills, offsets, xs, ys, ts = [], [], [], [], [], []
+    aspects, offsets, xs, ys, ts = [], [], [], [], []
     yy, xx = np.mgrid[0:h, 0:w]
     for f in range(n):
         labels, count = ndimage.label(cov[f] > 0.5)
@@ -93,15 +93,14 @@ def analyse(video) -> Dict[str, object]:
         cx, cy = float((c * xx).sum() / area), float((c * yy).sum() / area)
         ey = float((row * np.arange(h)).sum() / max(bh, 1e-6))
         aspects.append(bw / max(bh, 1e-6))
-        fills.append(area / max(bw * bh, 1e-6))
         offsets.append((cy - ey) / max(bh, 1e-6))
         xs.append(cx)
         ys.append(cy)
         ts.append(f)
     if len(ts) < 2:
         return {"predicted": pred, "features": feats}
-    aspect, fill, offset = float(np.median(aspects)), float(np.median(fills)), float(np.median(offsets))
-    feats.update(aspect=aspect, fill=fill, offset=offset)
+    aspect, offset = float(np.median(aspects)), float(np.median(offsets))
+    feats.update(aspect=aspect, offset=offset)
     if aspect >= ASPECT_SPLIT:
         pred["shape"] = "bar"
     elif aspect <= 1 / ASPECT_SPLIT:
