@@ -6,6 +6,11 @@ from typing import Optional, Tuple
 
 from .errors import InputError
 
+# How an image-to-video model takes its image (TransformerConfig.condition_type): the clean first
+# latent frame's tokens modulated at t = 0, or the image latent and a mask concatenated on channels.
+TOKEN_REPLACE = "token_replace"
+LATENT_CONCAT = "latent_concat"
+
 
 @dataclass(frozen=True)
 class TransformerConfig:

@@ -22,9 +22,10 @@ from typing import Any, List, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from ..config import LATENT_CONCAT, TOKEN_REPLACE
 from ..errors import InputError
 from ..runtime.progress import ProgressCallback
-from ..sampling.loop import LATENT_CONCAT, TOKEN_REPLACE, image_condition
+from ..sampling.conditions import image_condition
 from ..sampling.noise import latent_shape
 from ..text_encoders.llava_image import as_rgb_image, black_image_like, encode_image_prompt
 from .t2v import SamplerOptions, decode_latents, sample_latents

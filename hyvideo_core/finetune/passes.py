@@ -6,17 +6,17 @@ import functools
 import torch
 from torch.utils.checkpoint import checkpoint
 
-BLOCK_LISTS = ("double_blocks", "single_blocks", "txt_in.individual_token_refiner.blocks")
+from ..model.block_lists import block_lists as declared_block_lists
 
 
-def enable_gradient_checkpointing(model: torch.nn.Module, block_lists=BLOCK_LISTS) -> int:
+def enable_gradient_checkpointing(model: torch.nn.Module, block_lists=None) -> int:
     """Recompute each transformer block in the backward pass instead of keeping its activations.
 
     The block's ``forward`` is replaced on the instance, so parameters and state-dict keys are
     unchanged; only active when grad is enabled and the model is in training mode. Returns the
     number of blocks wrapped."""
     count = 0
-    for name in block_lists:
+    for name in block_lists or declared_block_lists(model, aux=True):
         try:
             blocks = model.get_submodule(name)
         except AttributeError:

@@ -3,17 +3,17 @@ single-stream"): double-stream blocks keep image and text weights apart and meet
 joint attention; single-stream blocks run one fused attention+MLP over the joint sequence."""
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Tuple
 
 import torch
 from torch import nn
 
-from ..attention import attention
 from ..config import TransformerConfig
-from .layers import MLP, Conditioning, Modulation, ModulationOut, RMSNorm, layer_norm, modulate
+from .layers import MLP, Modulation, ModulationOut, RMSNorm, layer_norm, modulate
 from .rope import apply_rope
 
-Rope = torch.Tensor  # (L_img, head_dim/2) complex rotations, see rope.rope_frequencies
+if TYPE_CHECKING:
+    from .extension import ForwardContext
 
 
 def split_heads(qkv: torch.Tensor, heads: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -40,19 +40,18 @@ class DoubleStreamBlock(nn.Module):
         q, k, v = split_heads(getattr(self, f"{stream}_attn_qkv")(h), self.heads)
         return getattr(self, f"{stream}_attn_q_norm")(q), getattr(self, f"{stream}_attn_k_norm")(k), v
 
-    def forward(self, img: torch.Tensor, txt: torch.Tensor, cond: Conditioning, rope: Rope,
-                mask: Optional[torch.Tensor], backend: Optional[str]) -> Tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, img: torch.Tensor, txt: torch.Tensor, ctx: "ForwardContext") -> Tuple[torch.Tensor, torch.Tensor]:
         # adaLN chunks: shift1, scale1, gate1 (attention), shift2, scale2, gate2 (MLP)
-        img_mod, txt_mod = self.img_mod(cond), self.txt_mod(cond.vec)
+        img_mod, txt_mod = self.img_mod(ctx.cond), self.txt_mod(ctx.cond.vec)
 
         # 1. per-stream q/k/v with RMS q/k norm; RoPE on image tokens only
         img_q, img_k, img_v = self._project_qkv("img", img, img_mod)
-        img_q, img_k = apply_rope(img_q, rope), apply_rope(img_k, rope)
+        img_q, img_k = apply_rope(img_q, ctx.rope), apply_rope(img_k, ctx.rope)
         txt_q, txt_k, txt_v = self._project_qkv("txt", txt, txt_mod)
 
         # 2. joint attention over [image tokens | text tokens]
-        attn = attention(torch.cat([img_q, txt_q], 1), torch.cat([img_k, txt_k], 1),
-                         torch.cat([img_v, txt_v], 1), mask=mask, backend=backend).flatten(2)
+        attn = ctx.attention(torch.cat([img_q, txt_q], 1), torch.cat([img_k, txt_k], 1),
+                             torch.cat([img_v, txt_v], 1)).flatten(2)
         img_attn, txt_attn = attn[:, : img.shape[1]], attn[:, img.shape[1]:]
 
         # 3. gated residuals: attention projection, then modulated MLP
@@ -80,16 +79,16 @@ class SingleStreamBlock(nn.Module):
         self.mlp_act = nn.GELU(approximate="tanh")
         self.modulation = Modulation(d, factor=3)
 
-    def forward(self, x: torch.Tensor, cond: Conditioning, rope: Rope, img_len: int,
-                mask: Optional[torch.Tensor], backend: Optional[str]) -> torch.Tensor:
-        mod = self.modulation(cond)  # shift, scale, gate
+    def forward(self, x: torch.Tensor, ctx: "ForwardContext") -> torch.Tensor:
+        mod = self.modulation(ctx.cond)  # shift, scale, gate
+        img_len = ctx.img_len
         h = mod.modulate(layer_norm(x), 0).to(x.dtype)
         qkv, mlp_in = self.linear1(h).split([3 * self.hidden_size, self.mlp_hidden], dim=-1)
         q, k, v = split_heads(qkv, self.heads)
         q, k = self.q_norm(q), self.k_norm(k)
-        q[:, :img_len] = apply_rope(q[:, :img_len], rope)   # q, k are fresh tensors from the norms
-        k[:, :img_len] = apply_rope(k[:, :img_len], rope)
-        attn = attention(q, k, v, mask=mask, backend=backend).flatten(2)
+        q[:, :img_len] = apply_rope(q[:, :img_len], ctx.rope)   # q, k are fresh tensors from the norms
+        k[:, :img_len] = apply_rope(k[:, :img_len], ctx.rope)
+        attn = ctx.attention(q, k, v).flatten(2)
         return x + mod.gate(self.linear2(torch.cat([attn, self.mlp_act(mlp_in)], -1)), 2)
 
 

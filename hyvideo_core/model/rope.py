@@ -12,15 +12,36 @@ from typing import Sequence, Tuple
 import torch
 
 
+def grid_positions(grid: Sequence[int], offset: Sequence[float] = (0, 0, 0),
+                   device: torch.device | str = "cpu") -> torch.Tensor:
+    """(T*H*W, 3) float32 (t, h, w) positions of a token grid, T-major, W fastest, shifted by
+    ``offset`` (e.g. avatar's reference frame sits at t = -1)."""
+    axes = [torch.arange(n, dtype=torch.float32, device=device) + o if o else
+            torch.arange(n, dtype=torch.float32, device=device) for n, o in zip(grid, offset)]
+    return torch.stack([p.reshape(-1) for p in torch.meshgrid(*axes, indexing="ij")], dim=1)
+
+
+def position_angles(positions: torch.Tensor, axes: Sequence[int], theta: float) -> torch.Tensor:
+    """(L, sum(axes)/2) float32 rotation angles for explicit (L, len(axes)) positions."""
+    if positions.dim() != 2 or positions.shape[1] != len(axes):
+        raise ValueError(f"positions must be (L, {len(axes)}), found {tuple(positions.shape)}")
+    parts = []
+    for a, dim in enumerate(axes):
+        freqs = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=positions.device)[: dim // 2] / dim)
+        parts.append(torch.outer(positions[:, a].float(), freqs))
+    return torch.cat(parts, dim=1)
+
+
 def rope_angles(grid: Sequence[int], axes: Sequence[int], theta: float,
                 device: torch.device | str = "cpu") -> torch.Tensor:
     """(T*H*W, sum(axes)/2) float32 rotation angles, token order T-major, W fastest."""
-    positions = torch.meshgrid(*[torch.arange(n, dtype=torch.float32, device=device) for n in grid], indexing="ij")
-    parts = []
-    for pos, dim in zip(positions, axes):
-        freqs = 1.0 / theta ** (torch.arange(0, dim, 2, dtype=torch.float32, device=device)[: dim // 2] / dim)
-        parts.append(torch.outer(pos.reshape(-1), freqs))
-    return torch.cat(parts, dim=1)
+    return position_angles(grid_positions(grid, device=device), axes, theta)
+
+
+def rope_for_positions(positions: torch.Tensor, axes: Sequence[int], theta: float) -> torch.Tensor:
+    """(L, D/2) complex64 rotations for explicit positions (tokens outside the latent grid)."""
+    angles = position_angles(positions, axes, theta)
+    return torch.polar(torch.ones_like(angles), angles)
 
 
 def rope_frequencies(grid: Sequence[int], axes: Sequence[int], theta: float,

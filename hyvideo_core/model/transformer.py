@@ -7,21 +7,32 @@ embedded guidance scale. Attribute names are the official checkpoint keys.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import torch
 from torch import nn
 
 from ..config import TransformerConfig
 from ..errors import InputError
+from .block_lists import blocks_of
 from .blocks import DoubleStreamBlock, FinalLayer, SingleStreamBlock
 from .embeddings import MLPEmbedder, PatchEmbed, TimestepEmbedder
+from .extension import ForwardContext, check_extras, extensions_of, hooked, install_extension
 from .layers import Conditioning
 from .rope import rope_frequencies
 from .token_refiner import SingleTokenRefiner
+from .token_replace import TokenReplace
 
 
 class HunyuanVideoTransformer(nn.Module):
+    # The repeated block stacks the block loop runs, in order. Passes (offload, compile, step
+    # caches, quantisation, gradient checkpointing) read these instead of literal names.
+    BLOCK_LISTS = ("double_blocks", "single_blocks")
+    # Other repeated blocks (gradient checkpointing wraps them too).
+    AUX_BLOCK_LISTS = ("txt_in.individual_token_refiner.blocks",)
+    # Extra inputs served by an extension that the model installs on first use.
+    DEFAULT_EXTENSIONS = {"token_replace": TokenReplace}
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.config = cfg
@@ -39,11 +50,13 @@ class HunyuanVideoTransformer(nn.Module):
         self.attention_backend: Optional[str] = None
         self.variant: Optional[str] = None
         self._rope_cache: Dict[Tuple, torch.Tensor] = {}
-        self.block_runner: Optional[BlockRunner] = None  # None = run_blocks
+        self.extensions: List = []          # see model/extension.py
+        self.block_passes: List[BlockPass] = []  # wrappers of the block loop, first = outermost
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, text_states: torch.Tensor,
                 text_mask: Optional[torch.Tensor], text_states_2: torch.Tensor,
-                guidance: Optional[torch.Tensor] = None, *, token_replace: bool = False) -> torch.Tensor:
+                guidance: Optional[torch.Tensor] = None, *, token_replace: bool = False,
+                extras: Optional[Mapping[str, Any]] = None) -> torch.Tensor:
         """Velocity prediction.
 
         Args:
@@ -54,36 +67,60 @@ class HunyuanVideoTransformer(nn.Module):
             text_states_2: (B, D_pooled) pooled CLIP vector.
             guidance: (B,) embedded guidance × 1000; required by guidance-distilled models.
             token_replace: image-to-video with a clean first latent frame: its tokens are
-                modulated as at t = 0 (and without guidance), the rest as usual.
+                modulated as at t = 0 (and without guidance), the rest as usual
+                (the same as ``extras={"token_replace": True}``).
+            extras: named inputs of the installed extensions (audio features, reference latents…).
         Returns:
             (B, C_out, T, H, W) velocity.
         """
         self._check_inputs(x, t, text_states, text_mask, text_states_2, guidance)
-        dtype, backend = self.compute_dtype, self.attention_backend
+        extras = dict(extras or {}, **({"token_replace": True} if token_replace else {}))
+        self._install_default_extensions(extras)
         text_states, text_mask = drop_common_padding(text_states, text_mask)
+        dtype = self.compute_dtype
+        ctx = ForwardContext(self, self.token_grid(x.shape[2:]), t, self.vector_in(text_states_2.to(dtype)),
+                             dtype, self.attention_backend, extras)
 
-        # 1. conditioning vector: timestep + pooled CLIP (+ embedded guidance)
-        pooled = self.vector_in(text_states_2.to(dtype))
-        vec = self.time_in(t, dtype) + pooled
-        if self.guidance_in is not None:
-            vec = vec + self.guidance_in(guidance, dtype)
-        grid = self.token_grid(x.shape[2:])
-        cond = Conditioning(vec)
-        if token_replace:
-            cond = Conditioning(vec, self.time_in(torch.zeros_like(t), dtype) + pooled, grid[1] * grid[2])
+        # 1. conditioning vector: timestep + pooled CLIP (+ embedded guidance), then extensions
+        ctx.cond = self.conditioning(ctx, guidance)
 
-        # 2. tokens: patchified latents and refined text
-        img = self.img_in(x.to(dtype))
-        txt = self.txt_in(text_states, t, text_mask, dtype, backend)
-        rope = self.rope(grid, x.device)
-        mask = None if text_mask is None else torch.cat(
+        # 2. tokens: patchified latents (+ extensions' tokens) and refined text
+        img = self.image_tokens(ctx, x)
+        txt = self.txt_in(text_states, t, text_mask, dtype, ctx.backend)
+        ctx.mask = None if text_mask is None else torch.cat(
             [torch.ones(img.shape[:2], dtype=torch.bool, device=img.device), text_mask], dim=1)
 
-        # 3. the blocks (a pass such as step caching may replace the runner)
-        img = (self.block_runner or run_blocks)(self, img, txt, cond, rope, mask, backend)
+        # 3. the blocks, through the installed block passes (step caches, …)
+        img = run_block_passes(self, ctx, img, txt)
 
-        # 4. final adaLN + projection of the image tokens, back to the latent grid
-        return self.unpatchify(self.final_layer(img, vec), grid)
+        # 4. final adaLN + projection of the latent tokens, back to the latent grid
+        for ext in hooked(self, "before_final"):
+            img = ext.before_final(ctx, img)
+        return self.unpatchify(self.final_layer(img[:, ctx.prefix_tokens:], ctx.cond.vec), ctx.grid)
+
+    def conditioning(self, ctx: ForwardContext, guidance: Optional[torch.Tensor]) -> Conditioning:
+        vec = self.time_in(ctx.t, ctx.dtype) + ctx.pooled
+        if self.guidance_in is not None:
+            vec = vec + self.guidance_in(guidance, ctx.dtype)
+        cond = Conditioning(vec)
+        for ext in hooked(self, "condition"):
+            cond = ext.condition(ctx, cond)
+        return cond
+
+    def image_tokens(self, ctx: ForwardContext, x: torch.Tensor) -> torch.Tensor:
+        img = self.img_in(x.to(ctx.dtype))
+        ctx.rope = self.rope(ctx.grid, x.device)
+        for ext in hooked(self, "embed_tokens"):
+            img = ext.embed_tokens(ctx, img)
+        ctx.img_len = img.shape[1]
+        return img
+
+    def _install_default_extensions(self, extras: Mapping[str, Any]) -> None:
+        for key in extras:
+            kind = self.DEFAULT_EXTENSIONS.get(key)
+            if kind is not None and not any(key in e.consumes for e in extensions_of(self)):
+                install_extension(self, kind())
+        check_extras(self, extras)
 
     def token_grid(self, latent_thw) -> Tuple[int, int, int]:
         return tuple(n // p for n, p in zip(latent_thw, self.config.patch_size))
@@ -129,17 +166,44 @@ class HunyuanVideoTransformer(nn.Module):
             raise InputError(f"guidance: expected shape ({b},), found {tuple(guidance.shape)}")
 
 
-BlockRunner = Callable[..., torch.Tensor]
+# A wrapper of the block loop (a step cache): (model, ctx, img, txt, inner) -> image tokens, where
+# inner(ctx, img, txt) runs the rest of the loop (the next pass, or the blocks themselves).
+BlockPass = Callable[..., torch.Tensor]
 
 
-def run_blocks(model: HunyuanVideoTransformer, img: torch.Tensor, txt: torch.Tensor, cond: Conditioning,
-               rope, mask: Optional[torch.Tensor], backend: Optional[str]) -> torch.Tensor:
-    """Dual-stream blocks, then single-stream blocks over [image | text]; returns the image tokens."""
-    for block in model.double_blocks:
-        img, txt = block(img, txt, cond, rope, mask, backend)
+def run_block_passes(model: nn.Module, ctx: ForwardContext, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    """The block loop through the model's block passes, the first installed outermost."""
+    passes = getattr(model, "block_passes", [])
+
+    def inner_from(i: int):
+        if i == len(passes):
+            return lambda c, a, b: run_blocks(model, c, a, b)
+        return lambda c, a, b: passes[i](model, c, a, b, inner_from(i + 1))
+    return inner_from(0)(ctx, img, txt)
+
+
+def run_double_blocks(model: nn.Module, ctx: ForwardContext, img: torch.Tensor, txt: torch.Tensor,
+                      start: int = 0, stop: Optional[int] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Double-stream blocks ``start..stop-1``, each followed by the extensions' ``after_double``."""
+    blocks = blocks_of(model, model.BLOCK_LISTS[0])
+    after = hooked(model, "after_double")
+    for i in range(start, len(blocks) if stop is None else stop):
+        img, txt = blocks[i](img, txt, ctx)
+        for ext in after:
+            img, txt = ext.after_double(ctx, i, img, txt)
+    return img, txt
+
+
+def run_blocks(model: nn.Module, ctx: ForwardContext, img: torch.Tensor, txt: torch.Tensor) -> torch.Tensor:
+    """The block loop: dual-stream blocks (from ``ctx.block_start``), then single-stream blocks
+    over [image | text], each followed by the extensions' hooks; returns the image tokens."""
+    img, txt = run_double_blocks(model, ctx, img, txt, ctx.block_start)
+    after = hooked(model, "after_single")
     joint = torch.cat([img, txt], dim=1)
-    for block in model.single_blocks:
-        joint = block(joint, cond, rope, img.shape[1], mask, backend)
+    for i, block in enumerate(blocks_of(model, model.BLOCK_LISTS[1])):
+        joint = block(joint, ctx)
+        for ext in after:
+            joint = ext.after_single(ctx, i, joint)
     return joint[:, : img.shape[1]]
 
 

@@ -20,13 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..model.block_lists import block_lists
 from .cast import CastLinear, set_fp8_scale
 from .fp8 import E4M3_MAX, quantize_fp8
 
 log = logging.getLogger(__name__)
 
 SCHEMES = ("fp8_e4m3fn",)
-BLOCK_PREFIXES = ("double_blocks.", "single_blocks.")
 _fallback_logged: set = set()
 
 
@@ -70,8 +70,9 @@ class FP8Linear(CastLinear):
 
 
 def _block_linears(model: nn.Module):
+    prefixes = tuple(f"{name}." for name in block_lists(model))
     for name, module in model.named_modules():
-        if name.startswith(BLOCK_PREFIXES) and isinstance(module, nn.Linear):
+        if name.startswith(prefixes) and isinstance(module, nn.Linear):
             yield name, module
 
 

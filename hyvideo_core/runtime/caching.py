@@ -1,7 +1,8 @@
 """Step caching: skip the transformer blocks on steps where their output barely changes.
 
-Two passes, each installed from outside the model as its ``block_runner`` plus a forward
-pre-hook that watches the timestep:
+Two passes, each installed from outside the model as one of its ``block_passes`` (wrappers of
+the block loop, so they compose with each other and with extensions) plus a forward pre-hook
+that watches the timestep:
 
 * **TeaCache** (Liu et al. 2024, ali-vilab/TeaCache ``TeaCache4HunyuanVideo``): the relative L1
   change of the first double block's modulated image input, rescaled by a polynomial fitted
@@ -17,6 +18,11 @@ State is kept per guidance branch (true CFG calls the model twice per step with 
 timestep) and is reset automatically when a new sampling run starts (the timestep goes up
 instead of down), or explicitly with :meth:`StepCache.reset`. ``threshold <= 0`` disables
 skipping: the output is then bit-identical to the uncached model.
+
+Skipping blocks skips the extensions' block hooks with them: their effect is part of the reused
+residual. An extension whose inputs change from step to step declares ``cache_policy =
+"never_skip"``, and a cache then refuses to skip (an error naming it) instead of reusing a stale
+residual silently.
 """
 from __future__ import annotations
 
@@ -26,8 +32,11 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 import torch
 
+from ..errors import InputError
+from ..model.block_lists import block_lists, blocks_of
+from ..model.extension import skipped_hook_blockers
 from ..model.layers import layer_norm, modulate
-from ..model.transformer import run_blocks
+from ..model.transformer import run_double_blocks
 
 # TeaCache's rescaling polynomial for HunyuanVideo (highest power first, np.poly1d order), from
 # ali-vilab/TeaCache TeaCache4HunyuanVideo/teacache_sample_video.py.
@@ -65,14 +74,14 @@ class StepCache:
         self._branches: Dict[int, _Branch] = {}
         self._last_t: Optional[float] = None
         self._step, self._branch = -1, 0
-        self._previous_runner = model.block_runner
-        model.block_runner = self
+        model.block_passes.append(self)
         self._hook = model.register_forward_pre_hook(self._watch_timestep, with_kwargs=True)
 
     def remove(self) -> None:
         """Uninstall: the model runs every block again."""
         self._hook.remove()
-        self.model.block_runner = self._previous_runner
+        if self in self.model.block_passes:
+            self.model.block_passes.remove(self)
 
     def reset(self) -> None:
         """Forget cached residuals and counts (done automatically at the start of a run)."""
@@ -81,6 +90,7 @@ class StepCache:
         self._last_t, self._step, self._branch = None, -1, 0
 
     def _watch_timestep(self, module, args, kwargs) -> None:
+        self._check_extensions()
         t = args[1] if len(args) > 1 else kwargs["t"]
         value = float(t.reshape(-1)[0])
         if self._last_t is None or value > self._last_t:
@@ -98,6 +108,13 @@ class StepCache:
     def _forced(self) -> bool:
         return self.threshold <= 0 or (self.num_steps is not None and self._step >= self.num_steps - 1)
 
+    def _check_extensions(self) -> None:
+        blockers = skipped_hook_blockers(self.model) if self.threshold > 0 else []
+        if blockers:
+            raise InputError(f"{type(self).__name__} cannot skip blocks while the extensions {blockers} are installed: "
+                             f"their inputs change between steps, so a reused residual would be wrong; turn the "
+                             f"step cache off (or set its threshold to 0) for this model")
+
     def _record(self, computed: bool) -> None:
         self.stats.decisions.append(computed)
         if computed:
@@ -105,7 +122,7 @@ class StepCache:
         else:
             self.stats.cached += 1
 
-    def __call__(self, model, img, txt, cond, rope, mask, backend) -> torch.Tensor:
+    def __call__(self, model, ctx, img, txt, inner) -> torch.Tensor:
         raise NotImplementedError
 
 
@@ -115,9 +132,9 @@ class TeaCache(StepCache):
         super().__init__(model, threshold, num_steps)
         self.rescale = np.poly1d(coefficients)
 
-    def __call__(self, model, img, txt, cond, rope, mask, backend) -> torch.Tensor:
+    def __call__(self, model, ctx, img, txt, inner) -> torch.Tensor:
         st = self._state()
-        modulated = _first_modulated_input(model, img, cond)
+        modulated = _first_modulated_input(model, img, ctx.cond)
         compute = True
         if st.previous is not None and st.residual is not None and not self._forced():
             st.accumulated += float(self.rescale(_rel_l1(modulated, st.previous)))
@@ -128,14 +145,14 @@ class TeaCache(StepCache):
         self._record(compute)
         if not compute:
             return img + st.residual
-        out = run_blocks(model, img, txt, cond, rope, mask, backend)
+        out = inner(ctx, img, txt)
         st.residual = out - img
         return out
 
 
 def _first_modulated_input(model, img: torch.Tensor, cond) -> torch.Tensor:
     """TeaCache's signal: the first double block's adaLN-modulated image input (float32)."""
-    first = model.double_blocks[0]
+    first = blocks_of(model, block_lists(model)[0])[0]
     if hasattr(first, "ensure_weights"):  # block swap: bring the block's weights in first
         first.ensure_weights()
     mod = first.img_mod(cond)
@@ -148,10 +165,10 @@ class FirstBlockCache(StepCache):
     def __init__(self, model, threshold: float = 0.05, num_steps: Optional[int] = None):
         super().__init__(model, threshold, num_steps)
 
-    def __call__(self, model, img, txt, cond, rope, mask, backend) -> torch.Tensor:
+    def __call__(self, model, ctx, img, txt, inner) -> torch.Tensor:
         st = self._state()
-        img0 = img
-        img, txt = model.double_blocks[0](img, txt, cond, rope, mask, backend)
+        img0, start = img, ctx.block_start
+        img, txt = run_double_blocks(model, ctx, img, txt, start, start + 1)
         first_residual = img - img0
         compute = (st.previous is None or st.residual is None or self._forced()
                    or _rel_l1(first_residual, st.previous) >= self.threshold)
@@ -159,14 +176,12 @@ class FirstBlockCache(StepCache):
         if not compute:
             return img + st.residual
         st.previous = first_residual   # compared against the last *computed* step, as ParaAttention does
-        head = img
-        for block in list(model.double_blocks)[1:]:
-            img, txt = block(img, txt, cond, rope, mask, backend)
-        joint = torch.cat([img, txt], dim=1)
-        for block in model.single_blocks:
-            joint = block(joint, cond, rope, img.shape[1], mask, backend)
-        out = joint[:, : img.shape[1]]
-        st.residual = out - head
+        ctx.block_start = start + 1
+        try:
+            out = inner(ctx, img, txt)
+        finally:
+            ctx.block_start = start
+        st.residual = out - img
         return out
 
 

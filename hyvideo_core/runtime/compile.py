@@ -11,6 +11,8 @@ from typing import Optional
 
 import torch
 
+from ..model.block_lists import all_blocks
+
 log = logging.getLogger(__name__)
 
 
@@ -26,9 +28,9 @@ def compile_unavailable(device: torch.device | str = "cpu") -> Optional[str]:
 
 def compile_blocks(model, mode: Optional[str] = None, dynamic: Optional[bool] = None,
                    backend: str = "inductor") -> int:
-    """Compile every double and single block of ``model`` in place; returns how many."""
+    """Compile every block of ``model``'s declared block stacks in place; returns how many."""
     n = 0
-    for block in list(model.double_blocks) + list(model.single_blocks):
+    for block in all_blocks(model):
         block.compile(backend=backend, mode=mode, dynamic=dynamic)
         n += 1
     log.info("torch.compile (%s, mode=%s) applied to %d blocks", backend, mode, n)

@@ -27,6 +27,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
+from ..model.block_lists import all_blocks, block_lists, blocks_of
+
 log = logging.getLogger(__name__)
 
 GiB = 1024 ** 3
@@ -101,8 +103,9 @@ class OffloadPlan:
 
 
 def _block_sizes(model: nn.Module) -> Tuple[List[int], List[int], int]:
-    double = [module_bytes(b) for b in model.double_blocks]
-    single = [module_bytes(b) for b in model.single_blocks]
+    first, second = (blocks_of(model, name) for name in block_lists(model))
+    double = [module_bytes(b) for b in first]
+    single = [module_bytes(b) for b in second]
     return double, single, module_bytes(model) - sum(double) - sum(single)
 
 
@@ -124,7 +127,7 @@ def plan_block_swap(model: nn.Module, budget_bytes: int, activation_bytes: int =
     """The fewest swapped blocks whose predicted peak fits ``budget_bytes``: double blocks (the
     largest) are swapped first, from the last one backwards, then single blocks. If even swapping
     every block does not fit, that plan is returned with ``fits == False``."""
-    n_double, n_single = len(model.double_blocks), len(model.single_blocks)
+    n_double, n_single = (len(blocks_of(model, name)) for name in block_lists(model))
     candidates = [(d, 0) for d in range(n_double + 1)] + [(n_double, s) for s in range(1, n_single + 1)]
     plan = None
     for d, s in candidates:
@@ -211,8 +214,9 @@ class BlockSwap:
         self.prefetch = plan.prefetch and cuda
         if plan.prefetch and not cuda:
             log.info("block swap on %s: no side stream, blocks are loaded synchronously", self.device)
-        self.blocks: List[nn.Module] = list(model.double_blocks) + list(model.single_blocks)
-        n_double = len(model.double_blocks)
+        stacks = block_lists(model)
+        self.blocks: List[nn.Module] = all_blocks(model)
+        n_double = len(blocks_of(model, stacks[0]))
         swapped = list(range(n_double - plan.double_swap, n_double)) + \
             list(range(len(self.blocks) - plan.single_swap, len(self.blocks)))
         self.swapped = set(swapped)
@@ -228,7 +232,7 @@ class BlockSwap:
         self._loaded: set = set()
 
         for name, child in model.named_children():
-            if name not in ("double_blocks", "single_blocks"):
+            if name not in stacks:
                 child.to(self.device)
         for i, block in enumerate(self.blocks):
             if i in self.swapped:

@@ -55,6 +55,7 @@ def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optiona
     """``load_transformer`` followed by the memory passes in ``memory``."""
     from ..attention import resolve_backend
     from ..checkpoints.load import default_compute_dtype, load_transformer
+    from ..model.block_lists import all_blocks
     from ..quant.cast import cast_weights_on_the_fly
     from .offload import enable_block_swap, plan_block_swap, plan_for
 
@@ -67,7 +68,8 @@ def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optiona
     model = load_transformer(path, device="cpu" if swap else device, dtype=dtype, attention_backend=attention_backend)
     if swap and device.type != "cpu":
         # loaded on the CPU so swapped blocks never touch the device: set the device's compute dtype
-        storage = model.double_blocks[0].img_attn_qkv.weight.dtype if len(model.double_blocks) else torch.bfloat16
+        weights = [m.weight for b in all_blocks(model) for m in b.modules() if isinstance(m, torch.nn.Linear)]
+        storage = weights[0].dtype if weights else torch.bfloat16
         compute = dtype or default_compute_dtype(device, storage if storage.is_floating_point else torch.bfloat16)
         cast_weights_on_the_fly(model, compute)
         model.compute_dtype = compute

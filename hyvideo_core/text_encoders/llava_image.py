@@ -41,12 +41,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..config import LATENT_CONCAT, TOKEN_REPLACE
 from ..errors import IncompatibleWeightsError, InputError, UnknownCheckpointError
 
 logger = logging.getLogger(__name__)
 
 IMAGE_PLACEHOLDER = "<image>"
-TOKEN_REPLACE, LATENT_CONCAT = "token_replace", "latent_concat"
 # 576 image tokens -> 144 (token_replace) / 288 (latent_concat), official inference.py:260-272.
 IMAGE_EMBED_INTERLEAVE = {TOKEN_REPLACE: 4, LATENT_CONCAT: 2}
 ASSISTANT_HEADER_TOKENS = 4   # <|eot_id|> <|start_header_id|> assistant <|end_header_id|>
