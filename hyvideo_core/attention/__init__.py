@@ -1,7 +1,8 @@
 """One attention function with registered backends.
 
 ``attention(q, k, v, mask=..., backend=...)`` takes (B, L, H, D) tensors (the official
-layout) and an optional key mask: (B, L_k) bool key-padding, or (B, 1, L_q, L_k) bool.
+layout; queries and keys may differ in length, as in cross-attention adapters) and an optional
+key mask: (B, L_k) bool key-padding, or (B, 1, L_q, L_k) bool.
 Backends: ``reference`` (matmul-softmax in float32, the test oracle), ``sdpa`` (torch, the
 CPU default), ``flash_varlen`` (flash-attn, CUDA) and ``sage`` (SageAttention, CUDA).
 An unavailable backend falls back to ``sdpa`` with one log line.
@@ -92,10 +93,30 @@ def _varlen_segments(mask: Optional[torch.Tensor], batch: int, length: int, devi
     return torch.cat([torch.zeros(1, dtype=torch.int32, device=device), bounds])
 
 
+def _cross_segments(mask: Optional[torch.Tensor], batch: int, q_len: int, k_len: int, device):
+    """Cross-attention (L_q != L_k): one query segment per sample, and per sample only its valid
+    keys, packed; returns (cu_q, cu_k, key index or None)."""
+    cu_q = torch.arange(batch + 1, device=device, dtype=torch.int32) * q_len
+    if mask is None:
+        return cu_q, torch.arange(batch + 1, device=device, dtype=torch.int32) * k_len, None
+    valid = mask.sum(-1, dtype=torch.int32)
+    cu_k = torch.cat([torch.zeros(1, dtype=torch.int32, device=device), valid.cumsum(0, dtype=torch.int32)])
+    return cu_q, cu_k, mask.reshape(-1).nonzero().squeeze(1)
+
+
 def flash_varlen_attention(q, k, v, mask=None):
     from flash_attn import flash_attn_varlen_func
 
     b, length, heads, dim = q.shape
+    k_len = k.shape[1]
+    if k_len != length:
+        cu_q, cu_k, keep = _cross_segments(mask, b, length, k_len, q.device)
+        kf, vf = k.reshape(b * k_len, heads, dim), v.reshape(b * k_len, heads, dim)
+        if keep is not None:
+            kf, vf = kf[keep], vf[keep]
+        out = flash_attn_varlen_func(q.reshape(b * length, heads, dim), kf, vf, cu_q, cu_k, length,
+                                     int((cu_k[1:] - cu_k[:-1]).max()))
+        return out.reshape(b, length, heads, dim)
     cu = _varlen_segments(mask, b, length, q.device)
     out = flash_attn_varlen_func(q.reshape(b * length, heads, dim), k.reshape(b * length, heads, dim),
                                  v.reshape(b * length, heads, dim), cu, cu, length, length)
@@ -107,12 +128,15 @@ def sage_attention(q, k, v, mask=None):
 
     if mask is None:
         return sageattn(q, k, v, tensor_layout="NHD", is_causal=False)
-    # SageAttention has no mask input: run each sample on its valid prefix; pad outputs are zero
-    # (they only ever feed other pad tokens).
+    # SageAttention has no mask input: run each sample on its valid keys. In self-attention the
+    # pad queries' outputs are zero (they only ever feed other pad tokens); in cross-attention
+    # (L_q != L_k) every query attends to the sample's valid keys.
+    cross = q.shape[1] != k.shape[1]
     out = torch.zeros_like(q)
     for i, n in enumerate(mask.sum(-1).tolist()):
-        out[i : i + 1, :n] = sageattn(q[i : i + 1, :n], k[i : i + 1, :n], v[i : i + 1, :n],
-                                      tensor_layout="NHD", is_causal=False)
+        rows = slice(None) if cross else slice(0, n)
+        out[i : i + 1, rows] = sageattn(q[i : i + 1, rows], k[i : i + 1, :n], v[i : i + 1, :n],
+                                        tensor_layout="NHD", is_causal=False)
     return out
 
 

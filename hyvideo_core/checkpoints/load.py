@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 
 from ..config import VariantSpec
 from ..errors import CheckpointError, IncompatibleWeightsError, InputError
 from ..model import HunyuanVideoTransformer
+from ..model.extension import Extension, install_extension
 from ..quant.cast import cast_weights_on_the_fly, set_fp8_scale
 from ..quant.fp8 import official_map_path, split_scale_keys
 from ..quant.packed import attach_packed_weights, packed_tensors
@@ -58,9 +59,13 @@ def default_compute_dtype(device: torch.device, storage: torch.dtype) -> torch.d
     return torch.bfloat16
 
 
+ExtensionSpec = Union[Extension, Callable[..., Extension]]
+
+
 def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu",
                      dtype: Optional[torch.dtype] = None, attention_backend: Optional[str] = None,
-                     variant: Optional[str] = None) -> HunyuanVideoTransformer:
+                     variant: Optional[str] = None,
+                     extensions: Sequence[ExtensionSpec] = ()) -> HunyuanVideoTransformer:
     """Load a HunyuanVideo transformer from ``.safetensors`` / ``.pt`` in any supported layout.
 
     Args:
@@ -72,6 +77,10 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
         attention_backend: "sdpa" (default), "reference", "flash_varlen", "sage"; an unavailable
             one falls back to sdpa with one log line.
         variant: a variant name to prefer when several registered variants share the shapes.
+        extensions: :class:`~hyvideo_core.model.extension.Extension` objects, or factories
+            ``f(transformer_config) -> Extension`` (built on the meta device, so their weights are
+            allocated once, from the file). Their modules are part of the model before the file
+            is read, so their keys load with an identity map and every key must be present.
     """
     device = torch.device(device)
     path = os.fspath(path)
@@ -79,6 +88,8 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
     spec = detect_variant(source, hint=variant)
     with torch.device("meta"):
         model = HunyuanVideoTransformer(spec.transformer)
+        for ext in extensions:
+            install_extension(model, ext if isinstance(ext, Extension) else ext(spec.transformer))
     _check_keys(model, source, spec)
 
     packed = packed_tensors(source)  # GGUF-quantised weights stay packed (attached below)
@@ -113,6 +124,26 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
     model.eval().requires_grad_(False)
     log.info("loaded %s (%s layout, %s weights, %s compute) from %s", spec.name, layout, storage, compute, path)
     return model
+
+
+def load_extension_weights(model: torch.nn.Module, extension: Extension, path: str | os.PathLike) -> None:
+    """Load an installed extension's weights from a file holding them under its checkpoint names
+    (an adapter file, or a whole model checkpoint: other keys are ignored). Every key of the
+    extension must be present with its shape; the tensors are cast to the model's weights' dtype."""
+    path = os.fspath(path)
+    source, _, _ = open_native(path)
+    prefixes = tuple(extension.modules())
+    expected = {f"{name}.{k}": tuple(v.shape) for name, module in extension.modules().items()
+                for k, v in module.state_dict().items()}
+    found = {k: s for k, s in source.shapes().items() if k.startswith(tuple(f"{p}." for p in prefixes))}
+    problems = describe_mismatch(expected, found)
+    if problems:
+        raise IncompatibleWeightsError(
+            f"{path!r} does not hold the weights of extension {extension.name!r} (modules {list(prefixes)}): "
+            f"{problems}. Use the adapter file made for this extension and model size.")
+    for name, module in extension.modules().items():
+        own = module.state_dict()
+        module.load_state_dict({k: source.get(f"{name}.{k}").to(own[k].dtype) for k in own}, assign=False)
 
 
 def _check_keys(model: torch.nn.Module, source: TensorSource, spec: VariantSpec) -> None:

@@ -58,3 +58,40 @@ def test_varlen_segments_follow_the_official_split():
     mask[1] = True
     cu = _varlen_segments(mask, 2, length, "cpu")
     assert cu.tolist() == [0, 118811, length, 2 * length, 2 * length]
+
+
+@pytest.mark.parametrize("backend", [n for n, why in available_backends("cpu").items() if why is None])
+def test_cross_attention_queries_and_keys_of_different_lengths(backend):
+    q = torch.randn(2, 7, 3, 16)
+    k, v = torch.randn(2, 5, 3, 16), torch.randn(2, 5, 3, 16)
+    key_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    for mask in (None, key_mask):
+        out = attention(q, k, v, mask=mask, backend=backend)
+        assert out.shape == (2, 7, 3, 16)
+        torch.testing.assert_close(out, reference_attention(q, k, v, mask), atol=1e-5, rtol=1e-5)
+
+
+def _varlen_oracle(q, k, v, cu_q, cu_k, max_q, max_k):
+    """What flash_attn_varlen_func computes: attention within each (query, key) segment pair."""
+    out = torch.zeros_like(q)
+    for i in range(len(cu_q) - 1):
+        qs, ks = slice(int(cu_q[i]), int(cu_q[i + 1])), slice(int(cu_k[i]), int(cu_k[i + 1]))
+        if ks.stop > ks.start and qs.stop > qs.start:
+            out[qs] = reference_attention(q[None, qs], k[None, ks], v[None, ks])[0]
+    return out
+
+
+def test_flash_varlen_packing_for_cross_attention(monkeypatch):
+    """The varlen path's segment and key packing, run against a reference varlen kernel (flash-attn
+    itself needs CUDA): cross-attention with padded keys equals masked reference attention."""
+    import sys
+    import types
+
+    from hyvideo_core.attention import flash_varlen_attention
+
+    monkeypatch.setitem(sys.modules, "flash_attn", types.SimpleNamespace(flash_attn_varlen_func=_varlen_oracle))
+    q, k, v = torch.randn(2, 7, 3, 16), torch.randn(2, 5, 3, 16), torch.randn(2, 5, 3, 16)
+    key_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])
+    for mask in (None, key_mask):
+        torch.testing.assert_close(flash_varlen_attention(q, k, v, mask), reference_attention(q, k, v, mask),
+                                   atol=1e-5, rtol=1e-5)
