@@ -60,14 +60,18 @@ class ForwardContext:
     prefix_tokens: int = 0              # tokens prepended before the latent tokens
     img_len: int = 0                    # image tokens in the block sequence (prefix included)
     block_start: int = 0                # first double block the block loop runs (First-Block-Cache)
-    attention_fn: Optional[Callable[..., torch.Tensor]] = None  # replaces attention() (sequence parallel)
+    attention_fn: Optional[Callable[..., torch.Tensor]] = None  # replaces the joint attention (sequence parallel)
+    state: Dict[str, Any] = field(default_factory=dict)       # extensions' per-forward scratch
 
     def attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                   mask: Optional[torch.Tensor] = None, *, joint: bool = True) -> torch.Tensor:
-        """Attention over (B, L, H, D) tensors with this forward's backend; ``joint`` attention
-        of the blocks uses the joint key mask, cross-attention passes its own (or None)."""
+        """Attention over (B, L, H, D) tensors with this forward's backend. ``joint``: the blocks'
+        attention over [image | text] with the joint key mask (sequence parallel may replace it);
+        otherwise a local attention (cross-attention adapters) with its own mask or None."""
+        if not joint:
+            return attention(q, k, v, mask=mask, backend=self.backend)
         fn = self.attention_fn or attention
-        return fn(q, k, v, mask=self.mask if joint and mask is None else mask, backend=self.backend)
+        return fn(q, k, v, mask=self.mask if mask is None else mask, backend=self.backend)
 
     def prepend(self, img: torch.Tensor, tokens: torch.Tensor, rope: torch.Tensor) -> torch.Tensor:
         """Put ``tokens`` (B, N, D) before the image tokens, rotated by their own ``rope``
@@ -87,10 +91,13 @@ class Extension:
         name: shown in logs and errors.
         consumes: the ``extras`` keys this extension reads.
         cache_policy: see :data:`CACHE_POLICIES`.
+        outermost: wraps the other extensions (sequence parallel): its ``embed_tokens`` runs after
+            theirs and its ``before_final`` before theirs, so they all see whole sequences.
     """
     name = "extension"
     consumes: Tuple[str, ...] = ()
     cache_policy = "with_blocks"
+    outermost = False
 
     def modules(self) -> Dict[str, nn.Module]:
         """Modules to register on the model, under their checkpoint key prefixes."""
@@ -160,8 +167,11 @@ def find_extension(model: nn.Module, kind: type) -> Optional[Extension]:
 
 
 def hooked(model: nn.Module, hook: str) -> List[Extension]:
-    """The installed extensions that override ``hook``, in install order."""
-    return [e for e in extensions_of(model) if hook in e.hooks()]
+    """The installed extensions that override ``hook``, in install order (outermost ones last,
+    and first for ``before_final``)."""
+    found = [e for e in extensions_of(model) if hook in e.hooks()]
+    inner, outer = [e for e in found if not e.outermost], [e for e in found if e.outermost]
+    return outer + inner if hook == "before_final" else inner + outer
 
 
 def check_extras(model: nn.Module, extras: Mapping[str, Any]) -> None:

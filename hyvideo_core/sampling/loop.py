@@ -57,14 +57,18 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: Opt
         extras: named inputs for the model's extensions, given to every call.
         conditions: more latent conditions (:class:`~.conditions.LatentCondition`), after the image's.
         guidance: a guidance object (``.velocity(call, x, sigma, step)``) replacing the one built
-            from ``cfg_scale`` / ``negative`` (e.g. an application's schedule of scales).
+            from ``cfg_scale`` / ``negative`` (e.g. an application's schedule of scales), or a
+            factory ``f(positive, negative, cfg_scale)`` returning one (``ParallelRun.guidance``).
     Returns:
         float32 latents in the model's (scaled) latent space.
     """
     if not 0.0 < denoise <= 1.0:
         raise InputError(f"denoise must be in (0, 1], got {denoise}")
     positive = Branch(TextCondition(text_states, text_mask, text_states_2), dict(extras or {}))
-    guidance = guidance or guidance_for(positive, as_branch(negative), cfg_scale)
+    if guidance is None:
+        guidance = guidance_for(positive, as_branch(negative), cfg_scale)
+    elif not hasattr(guidance, "velocity"):     # a factory, e.g. a parallel run's CFG-parallel rule
+        guidance = guidance(positive, as_branch(negative), cfg_scale)
     sigmas = flow_sigmas(steps, shift).to(noise.device)
     first = steps - max(1, round(steps * denoise)) if latents is not None and denoise < 1.0 else 0
     x = noise.float()
