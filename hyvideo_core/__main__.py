@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 
@@ -38,6 +39,16 @@ def cmd_info(args) -> None:
 
 
 def cmd_generate(args) -> None:
+    from .parallel.launch import distributed_from_env
+
+    with distributed_from_env(args.dist_timeout) as rank:
+        _generate(args, rank)
+
+
+def _generate(args, rank) -> None:
+    """One generation; ``rank`` is None for a single process, else this process's rank in a
+    torchrun group: the transformer is parallelised, rank 0 encodes the prompt and broadcasts it,
+    and only rank 0 writes files."""
     from .apps.t2v import VideoRequest, text_to_video
     from .checkpoints.load import load_transformer
     from .demo_models import DEFAULT_REQUEST, ensure_demo_models
@@ -59,9 +70,19 @@ def cmd_generate(args) -> None:
         paths, defaults = toy_model_paths(), toy_request()
     else:
         paths, defaults = ensure_demo_models(), DEFAULT_REQUEST
-    transformer = load_transformer(args.transformer or paths.transformer, device=args.device)
-    vae = load_vae(args.vae or paths.vae, device=args.device)
-    encoders = load_text_encoders(args.text_encoder or paths.text_encoder, args.clip or paths.clip, device=args.device)
+    files = {"transformer": args.transformer or paths.transformer, "vae": args.vae or paths.vae,
+             "text_encoder": args.text_encoder or paths.text_encoder, "clip": args.clip or paths.clip}
+    device = args.device
+    if rank is not None:
+        from .parallel.launch import check_same_files
+
+        check_same_files(files)
+        if device == "cuda":
+            device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    transformer = load_transformer(files["transformer"], device=device)
+    vae = load_vae(files["vae"], device=device)
+    # a parallel run encodes the prompt once, on rank 0
+    encoders = (load_text_encoders(files["text_encoder"], files["clip"], device=device) if not rank else None)
     request = VideoRequest(
         prompt=args.prompt, frames=args.frames or defaults.frames, height=args.height or defaults.height,
         width=args.width or defaults.width, steps=args.steps or defaults.steps,
@@ -69,17 +90,55 @@ def cmd_generate(args) -> None:
         embedded_guidance=args.guidance if args.guidance is not None else defaults.embedded_guidance,
         cfg_scale=args.cfg, negative_prompt=args.negative, seed=args.seed)
     start = time.perf_counter()
+    encode = None
+    if rank is not None:
+        encode = _parallel_setup(args, transformer, encoders, request)
 
     def progress(event):
         print(f"\r{event.stage} {event.step}/{event.total}", end="", file=sys.stderr, flush=True)
 
-    video = text_to_video(transformer, vae, encoders, request, callback=progress)
+    video = text_to_video(transformer, vae, encoders, request, callback=None if rank else progress, encode=encode)
     print(file=sys.stderr)
+    if rank:
+        return
+    if args.save_tensor:
+        from .checkpoints.load import write_safetensors_atomic
+
+        write_safetensors_atomic({"video": video.contiguous()}, args.save_tensor)
     frames = to_uint8_frames(video[0])
     write_mp4(frames, args.out, fps=args.fps, metadata={"prompt": request.prompt, "seed": request.seed,
                                                          "steps": request.steps, "model": transformer.variant})
     print(f"wrote {args.out}: {frames.shape[0]} frames {frames.shape[2]}x{frames.shape[1]} @ {args.fps} fps "
           f"in {time.perf_counter() - start:.1f}s ({transformer.variant})")
+
+
+def _parallel_setup(args, transformer, encoders, request):
+    """Parallelise ``transformer`` over the torchrun group; returns the broadcasting encoder."""
+    import torch.distributed as dist
+
+    from .parallel import ParallelConfig, parallelize
+    from .parallel.launch import broadcast_tensors
+    from .text_encoders import encode_prompt
+    from .text_encoders.api import PromptEmbeds
+
+    world, heads = dist.get_world_size(), transformer.config.heads_num
+    if args.ulysses or args.ring or args.cfg_parallel:
+        config = ParallelConfig(ulysses=args.ulysses or 1, ring=args.ring or 1, cfg=2 if args.cfg_parallel else 1)
+    else:
+        config = ParallelConfig.auto(world, heads, cfg=request.cfg_scale > 1)
+    parallelize(transformer, config)
+    if dist.get_rank() == 0:
+        print(f"parallel: {world} processes, Ulysses {config.ulysses} x ring {config.ring} x CFG {config.cfg}",
+              file=sys.stderr)
+
+    def encode(prompt, template):
+        def make():
+            e = encode_prompt(encoders, prompt, template=template)
+            return {"text_states": e.text_states, "text_mask": e.text_mask, "text_states_2": e.text_states_2}
+        got = broadcast_tensors(make)
+        return PromptEmbeds(got["text_states"], got["text_mask"], got["text_states_2"], prompts=(prompt,),
+                            template=template)
+    return encode
 
 
 def main(argv=None) -> int:
@@ -107,6 +166,14 @@ def main(argv=None) -> int:
                           "random-weight demo")
     for name in ("transformer", "vae", "text-encoder", "clip"):
         gen.add_argument(f"--{name}", default=None, help=f"{name} weights (default: the embedded model)")
+    gen.add_argument("--save-tensor", default=None, help="also write the decoded video (1, 3, F, H, W) in [-1, 1] "
+                                                         "as .safetensors")
+    par = gen.add_argument_group("several processes (launch with torchrun; default split: automatic)")
+    par.add_argument("--ulysses", type=int, default=0, help="Ulysses degree (must divide the attention heads)")
+    par.add_argument("--ring", type=int, default=0, help="ring degree")
+    par.add_argument("--cfg-parallel", action="store_true", help="the two CFG branches on two halves of the ranks")
+    par.add_argument("--dist-timeout", type=float, default=120.0,
+                     help="seconds a rank waits for the others before failing (a rank died)")
     gen.set_defaults(func=cmd_generate)
 
     conv = sub.add_parser("convert", help="rewrite a transformer checkpoint in another layout")

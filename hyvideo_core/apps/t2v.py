@@ -34,13 +34,15 @@ class VideoRequest:
 
 
 def text_to_video(transformer, vae, encoders, request: VideoRequest,
-                  callback: Optional[ProgressCallback] = None) -> torch.Tensor:
-    """Generate one video; returns (1, 3, F, H, W) in [-1, 1] on the CPU."""
+                  callback: Optional[ProgressCallback] = None, encode=None) -> torch.Tensor:
+    """Generate one video; returns (1, 3, F, H, W) in [-1, 1] on the CPU. ``encode(prompt,
+    template)`` replaces ``encode_prompt(encoders, ...)`` (a parallel run encodes once and broadcasts)."""
     from ..text_encoders import encode_prompt
 
+    encode = encode or (lambda prompt, template: encode_prompt(encoders, prompt, template=template))
     template = "video" if request.frames > 1 else "image"
-    positive = encode_prompt(encoders, request.prompt, template=template)
-    negative = (encode_prompt(encoders, request.negative_prompt or DEFAULT_NEGATIVE_PROMPT, template=template)
+    positive = encode(request.prompt, template)
+    negative = (encode(request.negative_prompt or DEFAULT_NEGATIVE_PROMPT, template)
                 if request.cfg_scale > 1 else None)
     empty = torch.zeros(latent_shape(request.frames, request.height, request.width,
                                      channels=transformer.config.in_channels))

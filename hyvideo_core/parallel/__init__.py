@@ -5,7 +5,7 @@ applied to a built model from outside (``parallelize``), on torch.distributed.
     # or in Python, in every process:
     torch.distributed.init_process_group()
     run = parallelize(model, ParallelConfig(ulysses=2, ring=1, cfg=2))
-    latents = sample(model, noise, ..., guidance=run.guidance)
+    latents = sample(model, noise, ...)       # the run's CFG-parallel rule is the model's default
 
 Every rank ends with the same latents; only rank 0 should write files (:func:`is_writer`).
 """
@@ -58,6 +58,8 @@ class ParallelRun:
     def remove(self) -> None:
         if self.extension is not None:
             remove_extension(self.model, self.extension)
+        if getattr(self.model, "default_guidance", None) == self.guidance:
+            del self.model.default_guidance
 
 
 def parallelize(model, config: ParallelConfig, groups: Optional[ParallelGroups] = None) -> ParallelRun:
@@ -69,7 +71,9 @@ def parallelize(model, config: ParallelConfig, groups: Optional[ParallelGroups] 
     if existing is not None:
         remove_extension(model, existing)
     ext = install_extension(model, SequenceParallel(groups)) if config.sequence > 1 else None
-    return ParallelRun(model, groups, ext)
+    run = ParallelRun(model, groups, ext)
+    model.default_guidance = run.guidance    # sample() without guidance= uses the CFG-parallel rule
+    return run
 
 
 def is_writer() -> bool:

@@ -65,6 +65,7 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: Opt
     if not 0.0 < denoise <= 1.0:
         raise InputError(f"denoise must be in (0, 1], got {denoise}")
     positive = Branch(TextCondition(text_states, text_mask, text_states_2), dict(extras or {}))
+    guidance = guidance or getattr(model, "default_guidance", None)   # set by passes such as parallelize
     if guidance is None:
         guidance = guidance_for(positive, as_branch(negative), cfg_scale)
     elif not hasattr(guidance, "velocity"):     # a factory, e.g. a parallel run's CFG-parallel rule
