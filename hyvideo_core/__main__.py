@@ -116,6 +116,8 @@ def _parallel_setup(args, transformer, encoders, request):
     """Parallelise ``transformer`` over the torchrun group; returns the broadcasting encoder."""
     import torch.distributed as dist
 
+    from dataclasses import replace
+
     from .parallel import ParallelConfig, parallelize
     from .parallel.launch import broadcast_tensors
     from .text_encoders import encode_prompt
@@ -126,10 +128,11 @@ def _parallel_setup(args, transformer, encoders, request):
         config = ParallelConfig(ulysses=args.ulysses or 1, ring=args.ring or 1, cfg=2 if args.cfg_parallel else 1)
     else:
         config = ParallelConfig.auto(world, heads, cfg=request.cfg_scale > 1)
+    config = replace(config, shard_weights=args.shard_weights)
     parallelize(transformer, config)
     if dist.get_rank() == 0:
-        print(f"parallel: {world} processes, Ulysses {config.ulysses} x ring {config.ring} x CFG {config.cfg}",
-              file=sys.stderr)
+        print(f"parallel: {world} processes, Ulysses {config.ulysses} x ring {config.ring} x CFG {config.cfg}"
+              f"{', weights sharded' if config.shard_weights else ''}", file=sys.stderr)
 
     def encode(prompt, template):
         def make():
@@ -172,6 +175,8 @@ def main(argv=None) -> int:
     par.add_argument("--ulysses", type=int, default=0, help="Ulysses degree (must divide the attention heads)")
     par.add_argument("--ring", type=int, default=0, help="ring degree")
     par.add_argument("--cfg-parallel", action="store_true", help="the two CFG branches on two halves of the ranks")
+    par.add_argument("--shard-weights", action="store_true", help="each rank keeps ~1/N of the transformer's weights "
+                                                                 "(FSDP2), so N smaller cards hold the model")
     par.add_argument("--dist-timeout", type=float, default=120.0,
                      help="seconds a rank waits for the others before failing (a rank died)")
     gen.set_defaults(func=cmd_generate)

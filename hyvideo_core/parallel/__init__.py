@@ -20,9 +20,10 @@ from ..model.extension import find_extension, install_extension, remove_extensio
 from ..sampling.conditions import Branch, ClassifierFreeGuidance, ModelCall, guidance_for
 from .mesh import ParallelConfig, ParallelGroups
 from .sequence import SequenceParallel
+from .sharding import parameter_bytes, resident_parameter_bytes, shard_weights
 
 __all__ = ["ParallelConfig", "ParallelGroups", "SequenceParallel", "parallelize", "ParallelRun",
-           "ParallelCFG", "is_writer", "broadcast"]
+           "ParallelCFG", "is_writer", "broadcast", "shard_weights", "resident_parameter_bytes", "parameter_bytes"]
 
 
 class ParallelCFG(ClassifierFreeGuidance):
@@ -70,6 +71,8 @@ def parallelize(model, config: ParallelConfig, groups: Optional[ParallelGroups] 
     existing = find_extension(model, SequenceParallel)
     if existing is not None:
         remove_extension(model, existing)
+    if config.shard_weights:
+        shard_weights(model)
     ext = install_extension(model, SequenceParallel(groups)) if config.sequence > 1 else None
     run = ParallelRun(model, groups, ext)
     model.default_guidance = run.guidance    # sample() without guidance= uses the CFG-parallel rule

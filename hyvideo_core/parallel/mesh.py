@@ -24,6 +24,7 @@ class ParallelConfig:
     ulysses: int = 1     # heads scattered by all-to-all; must divide the head count
     ring: int = 1        # key/value blocks passed around a ring; any size
     cfg: int = 1         # 2 = the two CFG branches on two rank groups
+    shard_weights: bool = False   # FSDP2: each rank keeps ~1/N of the parameters (parallel/sharding.py)
 
     @property
     def sequence(self) -> int:

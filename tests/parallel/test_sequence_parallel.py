@@ -54,7 +54,7 @@ def _sample(model, cfg, latent, guidance=None):
 
 def worker(rank, world, jobs):
     """Every job of one world size in one group of processes (process start-up dominates)."""
-    from hyvideo_core.parallel import parallelize
+    from hyvideo_core.parallel import parallelize, resident_parameter_bytes
 
     out = {}
     for name, (kind, cfg, config, latent, token_replace) in jobs.items():
@@ -62,6 +62,7 @@ def worker(rank, world, jobs):
         run = parallelize(model, config)
         out[name] = (_forward(model, cfg, latent, token_replace) if kind == "forward"
                      else _sample(model, cfg, latent, guidance=run.guidance))
+        out[f"{name}-resident"] = torch.tensor([resident_parameter_bytes(model)])
     return out
 
 
@@ -71,6 +72,7 @@ CASES = {
     "ulysses4": (CFG4, ParallelConfig(ulysses=4), 4),
     "ring2": (CFG3, ParallelConfig(ring=2), 2),
     "ulysses2_ring2": (CFG4, ParallelConfig(ulysses=2, ring=2), 4),
+    "ulysses2_sharded": (CFG4, ParallelConfig(ulysses=2, shard_weights=True), 2),
 }
 MODES = {"t2v": False, "i2v_token_replace": True}
 CFG_SAMPLE = ("sample", CFG4, ParallelConfig(ulysses=2, cfg=2), (3, 8, 8), False)
@@ -104,6 +106,16 @@ def test_ulysses_with_cfg_parallel_sample_equals_one_process(parallel_results):
     for got in outs:
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert all(torch.equal(o, outs[0]) for o in outs)   # every rank holds the same latents
+
+
+def test_sharded_weights_keep_about_half_the_parameters_per_rank(parallel_results):
+    from hyvideo_core.parallel import parameter_bytes
+
+    whole = parameter_bytes(_model(CFG4))
+    for rank, got in enumerate(parallel_results[2]):
+        resident = int(got["ulysses2_sharded-t2v-resident"])
+        assert resident <= 0.55 * whole, f"rank {rank}: {resident} of {whole} bytes resident"
+        assert int(got["ulysses2-t2v-resident"]) == whole        # unsharded runs keep everything
 
 
 def test_ulysses_degree_that_does_not_divide_heads_names_the_sizes_that_work():

@@ -46,9 +46,10 @@ def _same_frames(path: Path, reference: torch.Tensor):
 def test_torchrun_two_processes_give_the_frames_of_one(tmp_path, one_process):
     out = tmp_path / "video.safetensors"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           *_generate_args(out)], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=120)
+                           *_generate_args(out, "--shard-weights")], cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "Ulysses 2" in done.stderr
+    assert "Ulysses 2 x ring 1 x CFG 1, weights sharded" in done.stderr
     _same_frames(out, one_process)
 
 
