@@ -239,3 +239,7 @@ class RenamedView(TensorSource):
 
     def get(self, key: str) -> torch.Tensor:
         return self.source.get(self._names[key])
+
+    def packed_tensors(self) -> Dict[str, object]:
+        inner = self.source.packed_tensors()
+        return {k: inner[v] for k, v in self._names.items() if v in inner}

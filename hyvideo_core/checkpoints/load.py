@@ -18,7 +18,7 @@ from ..errors import CheckpointError, IncompatibleWeightsError, InputError
 from ..model import HunyuanVideoTransformer
 from ..quant.cast import cast_weights_on_the_fly, set_fp8_scale
 from ..quant.fp8 import official_map_path, split_scale_keys
-from ..quant.packed import attach_packed_weights, packed_tensors
+from ..quant.packed import attach_packed_weights
 from ..attention import resolve_backend
 from .detect import detect_variant
 from .io import TensorSource, load_pickle_weights, open_weights, strip_prefix
@@ -81,7 +81,7 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
         model = HunyuanVideoTransformer(spec.transformer)
     _check_keys(model, source, spec)
 
-    packed = packed_tensors(source)  # GGUF-quantised weights stay packed (attached below)
+    packed = source.packed_tensors()  # GGUF-quantised weights stay packed (attached below)
     state, storage = {}, (torch.bfloat16 if packed else None)
     for key in model.state_dict():
         if key in packed:
