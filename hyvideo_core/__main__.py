@@ -40,7 +40,7 @@ def cmd_info(args) -> None:
 def cmd_generate(args) -> None:
     from .apps.t2v import VideoRequest, text_to_video
     from .checkpoints.load import load_transformer
-    from .demo_models import DEFAULT_REQUEST, ensure_demo_models
+    from .demo_models import DEMO_REQUEST_SETTINGS, ensure_demo_models
     from .text_encoders import load_text_encoders
     from .toy.model import toy_model_paths, toy_request
     from .vae import load_vae
@@ -58,7 +58,7 @@ def cmd_generate(args) -> None:
     elif args.model == "toy":
         paths, defaults = toy_model_paths(), toy_request()
     else:
-        paths, defaults = ensure_demo_models(), DEFAULT_REQUEST
+        paths, defaults = ensure_demo_models(), VideoRequest(prompt="", **DEMO_REQUEST_SETTINGS)
     transformer = load_transformer(args.transformer or paths.transformer, device=args.device)
     vae = load_vae(args.vae or paths.vae, device=args.device)
     encoders = load_text_encoders(args.text_encoder or paths.text_encoder, args.clip or paths.clip, device=args.device)
