@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Dict, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import torch
 
@@ -50,6 +50,22 @@ def open_native(path: str) -> Tuple[TensorSource, Dict[str, torch.Tensor], str]:
     return source, scales, (layout.name if layout else "unknown")
 
 
+def read_native(source: TensorSource, key: str, scales: Mapping[str, torch.Tensor],
+                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """One tensor of an :func:`open_native` source. An fp8 tensor needs its scale (an error names the
+    key otherwise). With ``dtype`` fp8 weights are dequantized (W = fp8 · scale) and every tensor is
+    converted to ``dtype``; without, the tensor comes back as stored."""
+    tensor = source.get(key)
+    module = key.rsplit(".", 1)[0]
+    if tensor.dtype in _FP8 and module not in scales:
+        raise IncompatibleWeightsError(
+            f"{source.path!r}: {key} is stored as {tensor.dtype} but no scale was found for {module!r} "
+            f"(expected '{module}.scale_weight' in the file or an official *_fp8_map.pt beside it).")
+    if dtype is None:
+        return tensor
+    return (tensor.to(torch.float32) * scales[module].float() if tensor.dtype in _FP8 else tensor).to(dtype)
+
+
 def default_compute_dtype(device: torch.device, storage: torch.dtype) -> torch.dtype:
     """float32 on CPU. On GPUs bf16 for half/fp8 weights: fp16 activations overflow in this model
     (black frames), so fp16 is never chosen by default."""
@@ -86,14 +102,7 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
     for key in model.state_dict():
         if key in packed:
             continue
-        tensor = source.get(key)
-        module = key.rsplit(".", 1)[0]
-        if tensor.dtype in _FP8 and module not in scales:
-            raise IncompatibleWeightsError(
-                f"{path!r}: {key} is stored as {tensor.dtype} but no scale was found for {module!r} "
-                f"(expected '{module}.scale_weight' in the file or an official *_fp8_map.pt beside it).")
-        if dtype is not None:
-            tensor = (tensor.to(torch.float32) * scales[module].float() if tensor.dtype in _FP8 else tensor).to(dtype)
+        tensor = read_native(source, key, scales, dtype)
         if key.endswith("weight") and tensor.dim() >= 2:
             storage = storage or tensor.dtype
         state[key] = tensor.to(device)
