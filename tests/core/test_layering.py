@@ -37,9 +37,10 @@ FINETUNE = "hyvideo_core.finetune"
 DEMO_MODELS = "hyvideo_core.demo_models"
 TOY = "hyvideo_core.toy"
 COMMAND_LINES = ("hyvideo_core.__main__", "hyvideo_core.finetune.__main__", "hyvideo_core.toy.__main__")
-# ComfyUI's top-level modules (ComfyUI 0.8.0's root) and this suite's own adapters package.
+# ComfyUI's top-level modules (the root of ComfyUI 0.8.0; ``nodes`` is also this suite's adapters package).
 COMFYUI = ("comfy", "comfy_extras", "comfy_execution", "comfy_api", "comfy_api_nodes", "comfy_config",
-           "folder_paths", "server", "nodes", "execution", "latent_preview", "node_helpers", "app", "main")
+           "folder_paths", "server", "nodes", "execution", "latent_preview", "node_helpers", "app", "main",
+           "api_server", "middleware", "protocol", "utils", "cuda_malloc", "comfyui_version")
 
 
 @dataclass(frozen=True)
@@ -75,14 +76,14 @@ RULES = (
          why="demo_models writes tiny weights in the real file layouts; the recipes and the toy world use it",
          fix="keep recipe objects (VideoRequest, ...) out of demo_models: give plain settings and let the caller "
              "build the request"),
-    Rule("the trainer knows no toy world",
+    Rule("the trainer knows no toy world, demo models or recipes",
          modules=(FINETUNE,), must_not_import=(TOY, DEMO_MODELS, APPS),
          except_modules=("hyvideo_core.finetune.__main__",),
-         why="finetune trains on any clip source (an iterable of finetune.data.RawClip); the toy world is one "
-             "such source and lives in hyvideo_core/toy/clip_source.py. The command line "
+         why="finetune trains any model on any clip source (an iterable of finetune.data.RawClip); the toy "
+             "world is one such source and lives in hyvideo_core/toy/clip_source.py. The command line "
              "`python -m hyvideo_core.finetune` is an entry point, like the ComfyUI node: it may offer toy:N",
-         fix="take the clips as an argument (an iterable of RawClip) and let the command line, node or script "
-             "pass hyvideo_core.toy.clip_source.toy_clips(...)"),
+         fix="take what is needed as an argument (clips as an iterable of RawClip, weights as a path) and let "
+             "the command line, node or script pass hyvideo_core.toy.clip_source.toy_clips(...) or the file"),
     Rule("nothing in hyvideo_core imports ComfyUI",
          modules=(PACKAGE,), must_not_import=COMFYUI,
          why="the engine runs without ComfyUI (command lines, tests, other front ends); nodes/ adapts it to "
