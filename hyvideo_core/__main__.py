@@ -51,7 +51,7 @@ def _generate(args, rank) -> None:
     and only rank 0 writes files."""
     from .apps.t2v import VideoRequest, text_to_video
     from .checkpoints.load import load_transformer
-    from .demo_models import DEFAULT_REQUEST, ensure_demo_models
+    from .demo_models import DEMO_REQUEST_SETTINGS, ensure_demo_models
     from .text_encoders import load_text_encoders
     from .toy.model import toy_model_paths, toy_request
     from .vae import load_vae
@@ -69,7 +69,7 @@ def _generate(args, rank) -> None:
     elif args.model == "toy":
         paths, defaults = toy_model_paths(), toy_request()
     else:
-        paths, defaults = ensure_demo_models(), DEFAULT_REQUEST
+        paths, defaults = ensure_demo_models(), VideoRequest(prompt="", **DEMO_REQUEST_SETTINGS)
     files = {"transformer": args.transformer or paths.transformer, "vae": args.vae or paths.vae,
              "text_encoder": args.text_encoder or paths.text_encoder, "clip": args.clip or paths.clip}
     device = args.device

@@ -80,7 +80,7 @@ class Sampler:
         }}
 
     def sample(self, model, embeds, latent, seed, steps, shift, embedded_guidance, cfg, denoise, step_cache=None):
-        from ..hyvideo_core.apps.t2v import SamplerOptions, sample_latents
+        from ..hyvideo_core.apps.latent_stages import SamplerOptions, sample_latents
         from ..hyvideo_core.variants import get_variant
 
         options = SamplerOptions(steps=steps, shift=shift, embedded_guidance=embedded_guidance or None,

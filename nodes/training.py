@@ -31,13 +31,10 @@ def _bucket_list(spec: str):
 
 def _dataset_source(dataset: str) -> str:
     """``toy:N[:SEED]`` as is; a relative folder is looked up in ComfyUI's input folder first."""
-    from ..hyvideo_core.errors import InputError
+    from ..hyvideo_core.toy.clip_source import parse_toy_source
 
     dataset = dataset.strip()
-    if dataset.startswith("toy:"):
-        if not re.fullmatch(r"toy:[1-9]\d*(:\d+)?", dataset):
-            raise InputError(f"dataset {dataset!r}: generated toy-world clips are written toy:N or toy:N:SEED "
-                             f"(e.g. toy:8)")
+    if parse_toy_source(dataset) is not None:
         return dataset
     path = os.path.expanduser(dataset)
     if not os.path.isabs(path):
@@ -105,13 +102,15 @@ class CacheDataset:
         return True
 
     def cache(self, dataset_folder, vae, text_encoders, buckets, cache_folder, skip_short_clips):
-        from ..hyvideo_core.finetune.data import cache_dataset, dataset_videos, encoders_text_fn, open_source
+        from ..hyvideo_core.finetune.data import cache_dataset, dataset_videos, encoders_text_fn
+        from ..hyvideo_core.toy.clip_source import open_clip_source, parse_toy_source
 
         bucket_list = _bucket_list(buckets)
         source = _dataset_source(dataset_folder)
-        total = int(source.split(":")[1]) if source.startswith("toy:") else len(dataset_videos(source))
+        toy = parse_toy_source(source)
+        total = toy.count if toy is not None else len(dataset_videos(source))
         folder = _cache_folder(cache_folder, source, bucket_list)
-        manifest = cache_dataset(folder, open_source(source, bucket_list), vae, encoders_text_fn(text_encoders),
+        manifest = cache_dataset(folder, open_clip_source(source, bucket_list), vae, encoders_text_fn(text_encoders),
                                  bucket_list, skip_short=skip_short_clips, callback=step_progress(total))
         log.info("HVS: cached %d clips into %s (skipped %d)", len(manifest["entries"]), folder, manifest["skipped"])
         return (DatasetCache(folder, len(manifest["entries"]), tuple(bucket_list), int(manifest["skipped"])),)

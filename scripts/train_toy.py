@@ -242,7 +242,8 @@ def stage_encoders(args, work: Path) -> None:
 
 
 def stage_cache(args, work: Path) -> None:
-    from hyvideo_core.finetune.data import cache_dataset, encoders_text_fn, toy_source
+    from hyvideo_core.finetune.data import cache_dataset, encoders_text_fn
+    from hyvideo_core.toy.clip_source import toy_clips
     from hyvideo_core.text_encoders import load_text_encoders
     from hyvideo_core.vae import load_vae
 
@@ -252,7 +253,7 @@ def stage_cache(args, work: Path) -> None:
         raise SystemExit(f"set the toy VAE scaling_factor in hyvideo_core/variants.py to {scaling:.6f} first")
     enc = load_text_encoders(work / "text_encoder", work / "text_encoder_2")
     t0 = time.time()
-    m = cache_dataset(str(work / "cache"), toy_source(args.steps or 800, seed=SEED), vae,
+    m = cache_dataset(str(work / "cache"), toy_clips(args.steps or 800, seed=SEED), vae,
                       encoders_text_fn(enc, "video", max_length=32), [(17, 64, 64)])
     log(work, "cache", {"clips": len(m["entries"]), "seconds": round(time.time() - t0, 1)})
 

@@ -28,7 +28,7 @@ from ..runtime.progress import ProgressCallback
 from ..sampling.conditions import image_condition
 from ..sampling.noise import latent_shape
 from ..text_encoders.llava_image import as_rgb_image, black_image_like, encode_image_prompt
-from .t2v import SamplerOptions, decode_latents, sample_latents
+from .latent_stages import SamplerOptions, decode_latents, sample_latents
 
 logger = logging.getLogger(__name__)
 
@@ -262,7 +262,7 @@ def prepare_conditioning(vae, encoders, image: Any, options: I2VConditioningOpti
 def sample_i2v_latents(model, positive, latents: torch.Tensor, condition: Optional[ImageCondition], options, *,
                        scaling_factor: float, negative=None, i2v_stability: bool = True,
                        callback: Optional[ProgressCallback] = None) -> torch.Tensor:
-    """Raw latents in and out (ComfyUI LATENT), like ``apps.t2v.sample_latents``, with the image condition."""
+    """Raw latents in and out (ComfyUI LATENT), like ``apps.latent_stages.sample_latents``, with the image condition."""
     c = latents.shape[1]
     mode = image_condition(model, c)
     if condition is None:

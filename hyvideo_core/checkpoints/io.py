@@ -9,75 +9,16 @@ from __future__ import annotations
 import os
 import pickle
 import zipfile
-from typing import Dict, Iterable, Iterator, List, Mapping, Optional, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Tuple
 
 import torch
 
 from ..errors import CheckpointError, UnsafeCheckpointError
+from .tensor_source import DictSource, TensorSource
 
 # Wrappers that training frameworks put around a state dict (DeepSpeed "module", Lightning
 # "state_dict", EMA copies). The official .pt files use "module".
 WRAPPER_KEYS = ("module", "state_dict", "model", "ema")
-
-
-class TensorSource:
-    """Read-only, lazily loaded mapping of tensor names to tensors."""
-
-    path: str
-    metadata: Dict[str, str]
-
-    def keys(self) -> List[str]:
-        raise NotImplementedError
-
-    def shape(self, key: str) -> Tuple[int, ...]:
-        raise NotImplementedError
-
-    def dtype(self, key: str) -> torch.dtype:
-        raise NotImplementedError
-
-    def get(self, key: str) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __contains__(self, key: str) -> bool:
-        return key in self._key_set()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self.keys())
-
-    def _key_set(self) -> set:
-        cached = getattr(self, "_keys_cache", None)
-        if cached is None:
-            cached = set(self.keys())
-            self._keys_cache = cached
-        return cached
-
-    def shapes(self) -> Dict[str, Tuple[int, ...]]:
-        return {k: self.shape(k) for k in self.keys()}
-
-
-class DictSource(TensorSource):
-    """A state dict already in memory (or memory-mapped by ``torch.load(mmap=True)``)."""
-
-    def __init__(self, tensors: Mapping[str, torch.Tensor], path: str = "<memory>",
-                 metadata: Optional[Dict[str, str]] = None):
-        self._tensors = dict(tensors)
-        self.path = path
-        self.metadata = dict(metadata or {})
-
-    def keys(self) -> List[str]:
-        return list(self._tensors)
-
-    def shape(self, key: str) -> Tuple[int, ...]:
-        return tuple(self._tensors[key].shape)
-
-    def dtype(self, key: str) -> torch.dtype:
-        return self._tensors[key].dtype
-
-    def get(self, key: str) -> torch.Tensor:
-        return self._tensors[key]
 
 
 class SafetensorsSource(TensorSource):

@@ -110,13 +110,13 @@ def detect_layout(keys: Sequence[str]) -> Optional[Layout]:
 # reading: a lazy native view of a foreign-layout source
 
 
-def _split_sizes(rule: Rule, native_rows: int, cfg: Optional[TransformerConfig], foreign_rows=None) -> List[int]:
+def split_sizes(rule: Rule, native_rows: int, hidden_size: int) -> List[int]:
+    """Rows of each foreign piece of a fused native tensor (a rule with several foreign paths), in
+    order: ``linear1`` = q | k | v (``hidden_size`` each) | mlp_in (the rest); q | k | v evenly.
+    Shared by the layout converter and the diffusers LoRA reader."""
     n = len(rule.foreign)
-    if foreign_rows is not None:
-        return list(foreign_rows)
     if n == 4:  # linear1 = [q | k | v | mlp_in]
-        d = cfg.hidden_size
-        return [d, d, d, native_rows - 3 * d]
+        return [hidden_size] * 3 + [native_rows - 3 * hidden_size]
     return [native_rows // n] * n
 
 
@@ -201,7 +201,7 @@ def from_native(state_dict: Mapping[str, torch.Tensor], layout: Layout,
             param = m.group(m.lastindex)
             if rule.swap_halves:
                 tensor = _swap_halves(tensor)
-            pieces = (tensor.split(_split_sizes(rule, tensor.shape[0], cfg), dim=0)
+            pieces = (tensor.split(split_sizes(rule, tensor.shape[0], cfg.hidden_size), dim=0)
                       if len(rule.foreign) > 1 else (tensor,))
             for foreign, piece in zip(rule.foreign, pieces):
                 out[f"{_fill(foreign, index)}.{param}"] = piece.contiguous()
@@ -239,3 +239,7 @@ class RenamedView(TensorSource):
 
     def get(self, key: str) -> torch.Tensor:
         return self.source.get(self._names[key])
+
+    def packed_tensors(self) -> Dict[str, object]:
+        inner = self.source.packed_tensors()
+        return {k: inner[v] for k, v in self._names.items() if v in inner}

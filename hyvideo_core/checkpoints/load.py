@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 
@@ -19,7 +19,7 @@ from ..model import HunyuanVideoTransformer
 from ..model.extension import Extension, install_extension
 from ..quant.cast import cast_weights_on_the_fly, set_fp8_scale
 from ..quant.fp8 import official_map_path, split_scale_keys
-from ..quant.packed import attach_packed_weights, packed_tensors
+from ..quant.packed import attach_packed_weights
 from ..attention import resolve_backend
 from .detect import detect_variant
 from .io import TensorSource, load_pickle_weights, open_weights, strip_prefix
@@ -49,6 +49,22 @@ def open_native(path: str) -> Tuple[TensorSource, Dict[str, torch.Tensor], str]:
         scales.update(load_pickle_weights(map_path))
         log.info("fp8 scales read from %s", map_path)
     return source, scales, (layout.name if layout else "unknown")
+
+
+def read_native(source: TensorSource, key: str, scales: Mapping[str, torch.Tensor],
+                dtype: Optional[torch.dtype] = None) -> torch.Tensor:
+    """One tensor of an :func:`open_native` source. An fp8 tensor needs its scale (an error names the
+    key otherwise). With ``dtype`` fp8 weights are dequantized (W = fp8 · scale) and every tensor is
+    converted to ``dtype``; without, the tensor comes back as stored."""
+    tensor = source.get(key)
+    module = key.rsplit(".", 1)[0]
+    if tensor.dtype in _FP8 and module not in scales:
+        raise IncompatibleWeightsError(
+            f"{source.path!r}: {key} is stored as {tensor.dtype} but no scale was found for {module!r} "
+            f"(expected '{module}.scale_weight' in the file or an official *_fp8_map.pt beside it).")
+    if dtype is None:
+        return tensor
+    return (tensor.to(torch.float32) * scales[module].float() if tensor.dtype in _FP8 else tensor).to(dtype)
 
 
 def default_compute_dtype(device: torch.device, storage: torch.dtype) -> torch.dtype:
@@ -92,19 +108,12 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
             install_extension(model, ext if isinstance(ext, Extension) else ext(spec.transformer))
     _check_keys(model, source, spec)
 
-    packed = packed_tensors(source)  # GGUF-quantised weights stay packed (attached below)
+    packed = source.packed_tensors()  # GGUF-quantised weights stay packed (attached below)
     state, storage = {}, (torch.bfloat16 if packed else None)
     for key in model.state_dict():
         if key in packed:
             continue
-        tensor = source.get(key)
-        module = key.rsplit(".", 1)[0]
-        if tensor.dtype in _FP8 and module not in scales:
-            raise IncompatibleWeightsError(
-                f"{path!r}: {key} is stored as {tensor.dtype} but no scale was found for {module!r} "
-                f"(expected '{module}.scale_weight' in the file or an official *_fp8_map.pt beside it).")
-        if dtype is not None:
-            tensor = (tensor.to(torch.float32) * scales[module].float() if tensor.dtype in _FP8 else tensor).to(dtype)
+        tensor = read_native(source, key, scales, dtype)
         if key.endswith("weight") and tensor.dim() >= 2:
             storage = storage or tensor.dtype
         state[key] = tensor.to(device)

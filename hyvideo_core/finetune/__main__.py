@@ -79,13 +79,15 @@ def main(argv=None) -> int:
         if args.command == "cache":
             from ..text_encoders import load_text_encoders
             from ..vae import load_vae
-            from .data import cache_dataset, encoders_text_fn, open_source, parse_buckets
+            from ..toy.clip_source import open_clip_source
+            from .data import cache_dataset, encoders_text_fn, parse_buckets
 
             buckets = parse_buckets(args.buckets)
+            clips = open_clip_source(args.source, buckets)   # a misspelt toy:N fails before the models load
             vae = load_vae(args.vae)
             enc = load_text_encoders(args.text_encoder, args.clip)
-            m = cache_dataset(args.out, open_source(args.source, buckets), vae, encoders_text_fn(enc, args.template),
-                              buckets, skip_short=args.skip_short)
+            m = cache_dataset(args.out, clips, vae, encoders_text_fn(enc, args.template), buckets,
+                              skip_short=args.skip_short)
             print(f"cached {len(m['entries'])} clips into {args.out} (skipped {m['skipped']})")
             return 0
         from .trainer import TrainConfig, train

@@ -7,8 +7,9 @@ Cache layout (one folder)::
                                   text_states (L, D) real tokens only, text_states_2 (D2,)
     null.safetensors              embeddings of the empty prompt (caption dropout / CFG)
 
-Clip sources: a folder of videos (``.mp4`` / ``.webm`` / ``.gif``…) each with a ``.txt`` caption
-of the same stem, or the toy world (``toy:<n>[:<seed>]``).
+Clip sources: any iterable of :class:`RawClip` (:data:`ClipSource`): :func:`folder_source` reads a
+folder of videos (``.mp4`` / ``.webm`` / ``.gif``…) each with a ``.txt`` caption of the same stem;
+the toy world's generated clips come from :mod:`hyvideo_core.toy.clip_source`.
 """
 from __future__ import annotations
 
@@ -18,18 +19,18 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..video_io import VIDEO_EXTENSIONS, read_video
 from .checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
 Bucket = Tuple[int, int, int]          # (frames, height, width) in pixels
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mov", ".mkv", ".avi", ".gif")
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,6 +98,9 @@ class RawClip:
     caption: str
 
 
+ClipSource = Iterable[RawClip]   # what cache_dataset reads; ``id`` names the clip's cache entry (kept on resume)
+
+
 def dataset_videos(folder: str) -> List[Path]:
     """The video files of a dataset folder, sorted. Clear errors for a missing or empty folder."""
     root = Path(folder)
@@ -113,8 +117,6 @@ def dataset_videos(folder: str) -> List[Path]:
 
 def folder_source(folder: str) -> Iterator[RawClip]:
     """Videos with same-stem ``.txt`` captions. Clear errors for a missing, empty or unreadable folder."""
-    from ..video_io import read_video
-
     for p in dataset_videos(folder):
         cap = p.with_suffix(".txt")
         if not cap.is_file():
@@ -129,22 +131,6 @@ def folder_source(folder: str) -> Iterator[RawClip]:
             raise InputError(f"video {str(p)!r} has no frames; re-encode it as H.264 .mp4 or remove it from the "
                              f"dataset")
         yield RawClip(p.stem, frames, cap.read_text().strip())
-
-
-def toy_source(n: int, seed: int = 0, geometries: Optional[Sequence[Bucket]] = None, split: str = "train") -> Iterator[RawClip]:
-    from ..toy.world import ToyWorld
-
-    world = ToyWorld(seed, split=split, geometries=geometries)
-    for i in range(n):
-        clip = world[i]
-        yield RawClip(f"toy{seed}_{i:06d}", clip.frames, clip.caption)
-
-
-def open_source(spec: str, geometries: Optional[Sequence[Bucket]] = None) -> Iterator[RawClip]:
-    if spec.startswith("toy:"):
-        parts = spec.split(":")
-        return toy_source(int(parts[1]), int(parts[2]) if len(parts) > 2 else 0, geometries)
-    return folder_source(spec)
 
 
 # ------------------------------------------------------------------------------------------
@@ -163,7 +149,7 @@ def encoders_text_fn(encoders, template: str = "video", max_length: int = 256) -
     return encode
 
 
-def cache_dataset(out_dir: str, clips: Iterator[RawClip], vae, encode_text: TextEncodeFn,
+def cache_dataset(out_dir: str, clips: ClipSource, vae, encode_text: TextEncodeFn,
                   buckets: Sequence[Bucket], skip_short: bool = False, batch: int = 1,
                   callback: Optional[Callable[[int], None]] = None) -> dict:
     """Encode every clip into ``out_dir`` (latents with the VAE, captions with ``encode_text``).

@@ -36,6 +36,7 @@ from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Uni
 import torch
 from torch import nn
 
+from ..checkpoints.layouts import DIFFUSERS, split_sizes
 from ..errors import CheckpointError, IncompatibleWeightsError, InputError
 
 # The official HunyuanVideo-I2V LoRA targets (PEFT suffix semantics): 325 layers on the 13B model.
@@ -425,21 +426,11 @@ def read_lora(path: Union[str, os.PathLike], model: nn.Module) -> Dict[str, LoRA
 
 
 def _diffusers_rules():
-    from ..checkpoints.layouts import DIFFUSERS
-
     compiled = []
     for rule in DIFFUSERS.rules:
         pats = [re.compile("^" + re.escape(f).replace(r"\{i\}", r"(\d+)") + "$") for f in rule.foreign]
         compiled.append((rule, pats))
     return compiled
-
-
-def _piece_sizes(rule, out_features: int, model: nn.Module) -> List[int]:
-    n = len(rule.foreign)
-    if n == 4:
-        d = model.config.hidden_size
-        return [d, d, d, out_features - 3 * d]
-    return [out_features // n] * n
 
 
 def _from_diffusers(groups: Mapping[str, Mapping[str, torch.Tensor]], layers, model, path) -> Dict[str, LoRAWeights]:
@@ -479,7 +470,7 @@ def _compose(rule, pieces: Mapping[int, LoRAWeights], out_features: int, model, 
             a, b = up.chunk(2, dim=0)
             up = torch.cat([b, a], 0)
         return LoRAWeights(w.down, up, float(w.rank))
-    sizes = _piece_sizes(rule, out_features, model)
+    sizes = split_sizes(rule, out_features, model.config.hidden_size)
     for j, w in pieces.items():
         if w.up.shape[0] != sizes[j]:
             raise IncompatibleWeightsError(
@@ -534,7 +525,7 @@ def lora_tensors(weights: Mapping[str, LoRAWeights], fmt: str = "comfyui", model
             if rule.swap_halves:
                 a, b = up.chunk(2, dim=0)
                 up = torch.cat([b, a], 0)
-            sizes = _piece_sizes(rule, up.shape[0], model) if len(rule.foreign) > 1 else [up.shape[0]]
+            sizes = split_sizes(rule, up.shape[0], model.config.hidden_size) if len(rule.foreign) > 1 else [up.shape[0]]
             for foreign, piece in zip(rule.foreign, up.split(sizes, 0)):
                 f = foreign.replace("{i}", index.group(1)) if index else foreign
                 out[f"transformer.{f}.lora_A.weight"] = cast(w.down).clone()

@@ -15,6 +15,7 @@ hyvideo_core.finetune train --config cfg.yaml`` (several).
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -34,6 +35,7 @@ from .checkpoint import atomic_torch_save, atomic_write_text
 from .data import BucketBatchSampler, CachedDataset, collate
 from .ema import EMA
 from .flow import flow_matching_loss, noisy_latents, sample_sigmas, velocity_target
+from .lora import DEFAULT_TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +49,7 @@ class TrainConfig:
     mode: str = "full"                     # "full" or "lora"
     lora_rank: int = 16
     lora_alpha: Optional[float] = None     # None = rank (scale 1)
-    lora_targets: Tuple[str, ...] = ("linear", "fc1", "fc2", "img_attn_qkv", "img_attn_proj", "txt_attn_qkv",
-                                     "txt_attn_proj", "linear1", "linear2")
+    lora_targets: Tuple[str, ...] = DEFAULT_TARGETS   # the official I2V LoRA layer list
     lora_dropout: float = 0.0
     lora_format: str = "comfyui"
     steps: int = 100
@@ -145,7 +146,8 @@ def build_model(cfg: TrainConfig):
     """The transformer to train: the registry variant, optionally initialised from ``cfg.init``.
     A guidance-distilled student may start from a teacher without guidance embedding: its
     ``guidance_in`` starts with a zero output layer, so step 0 reproduces the teacher."""
-    from ..checkpoints.load import open_native
+    from ..checkpoints.load import open_native, read_native
+    from ..checkpoints.validate import describe_mismatch
     from ..model import HunyuanVideoTransformer
     from ..variants import get_variant
 
@@ -156,23 +158,17 @@ def build_model(cfg: TrainConfig):
     if cfg.init:
         source, scales, layout = open_native(cfg.init)
         state = model.state_dict()
-        unexpected = [k for k in source.keys() if k not in state]
-        missing = [k for k in state if k not in source and not k.startswith("guidance_in.")]
-        wrong = [f"{k}: {tuple(source.shape(k))} vs {tuple(state[k].shape)}" for k in state
-                 if k in source and tuple(source.shape(k)) != tuple(state[k].shape)]
-        if unexpected or missing or wrong:
+        # a teacher without guidance embedding may start a guidance-distilled student (see below)
+        expected = {k: tuple(t.shape) for k, t in state.items() if k in source or not k.startswith("guidance_in.")}
+        problems = describe_mismatch(expected, source.shapes())
+        if problems:
             from ..errors import IncompatibleWeightsError
-            raise IncompatibleWeightsError(
-                f"init weights {cfg.init!r} do not fit variant {cfg.variant!r}: missing {missing[:3]}, unexpected "
-                f"{unexpected[:3]}, wrong shape {wrong[:2]}; pick the variant the file was made for")
+            raise IncompatibleWeightsError(f"init weights {cfg.init!r} do not fit variant {cfg.variant!r}: {problems}; "
+                                           f"pick the variant the file was made for")
         with torch.no_grad():
             for k, t in state.items():
                 if k in source:
-                    value = source.get(k).float()
-                    module = k.rsplit(".", 1)[0]
-                    if k.endswith(".weight") and module in scales:   # fp8-scaled file: W = fp8 · scale
-                        value = value * scales[module].float()
-                    t.copy_(value)
+                    t.copy_(read_native(source, k, scales, torch.float32))
             if model.guidance_in is not None and "guidance_in.mlp.0.weight" not in source:
                 model.guidance_in.mlp[2].weight.zero_()
                 model.guidance_in.mlp[2].bias.zero_()
@@ -469,7 +465,7 @@ class Trainer:
                                                                     prior=True), cfg.prior_weight))
             for m, (loss_fn, b, weight) in enumerate(parts):
                 sync = (k == cfg.grad_accum - 1 and m == len(parts) - 1) or self.world == 1
-                ctx = self.acc.no_sync(self.ddp) if not sync else _nullcontext()
+                ctx = self.acc.no_sync(self.ddp) if not sync else contextlib.nullcontext()
                 with ctx, self.acc.autocast():
                     loss = weight * loss_fn(b) / cfg.grad_accum
                     self.acc.backward(loss)
@@ -510,14 +506,6 @@ class Trainer:
         last = self.save_checkpoint() or last
         self.acc.wait_for_everyone()
         return TrainResult(self.step, list(self.losses), str(self.out), str(last) if last else None)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return False
 
 
 def train(cfg: TrainConfig, callback: Optional[StepCallback] = None) -> TrainResult:

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..errors import IncompatibleWeightsError, InputError
 from ..quant.fp8 import is_fp8_linear, prepare_fp8_linears, quantize_fp8
-from .weight_layouts import LLAMA, TextEncoderWeights
+from .encoder_weights import LLAMA, TextEncoderWeights
 
 logger = logging.getLogger(__name__)
 

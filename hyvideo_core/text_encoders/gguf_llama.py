@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, UnknownCheckpointError
-from .weight_layouts import LLAMA, MappedSource, TextEncoderWeights
+from .encoder_weights import LLAMA, MappedSource, TextEncoderWeights
 
 logger = logging.getLogger(__name__)
 

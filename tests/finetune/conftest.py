@@ -5,8 +5,9 @@ import hashlib
 import pytest
 import torch
 
-from hyvideo_core.finetune.data import cache_dataset, toy_source
+from hyvideo_core.finetune.data import cache_dataset
 from hyvideo_core.finetune.trainer import TrainConfig
+from hyvideo_core.toy.clip_source import toy_clips
 from hyvideo_core.vae import CausalVideoVAE
 from hyvideo_core.variants import get_variant
 
@@ -42,7 +43,7 @@ def tiny_vae():
 @pytest.fixture(scope="session")
 def tiny_cache(tmp_path_factory, tiny_vae):
     out = tmp_path_factory.mktemp("cache")
-    cache_dataset(str(out), toy_source(16, seed=3, geometries=BUCKETS), tiny_vae, fake_text, BUCKETS)
+    cache_dataset(str(out), toy_clips(16, seed=3, geometries=BUCKETS), tiny_vae, fake_text, BUCKETS)
     return str(out)
 
 
@@ -50,7 +51,7 @@ def tiny_cache(tmp_path_factory, tiny_vae):
 def prior_cache(tmp_path_factory, tiny_vae):
     """Other clips (other seed, other captions): what a LoRA's prior preservation keeps."""
     out = tmp_path_factory.mktemp("prior_cache")
-    cache_dataset(str(out), toy_source(8, seed=4, geometries=BUCKETS[:1]), tiny_vae, fake_text, BUCKETS[:1])
+    cache_dataset(str(out), toy_clips(8, seed=4, geometries=BUCKETS[:1]), tiny_vae, fake_text, BUCKETS[:1])
     return str(out)
 
 

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from hyvideo_core.errors import InputError
-from hyvideo_core.finetune.data import (CachedDataset, assign_bucket, cache_dataset, folder_source, parse_buckets,
-                                        toy_source)
+from hyvideo_core.finetune.data import CachedDataset, assign_bucket, cache_dataset, folder_source, parse_buckets
 from hyvideo_core.finetune.flow import noisy_latents, sample_sigmas, shift_sigmas, velocity_target
 from hyvideo_core.finetune.passes import enable_gradient_checkpointing
 from hyvideo_core.finetune.trainer import Trainer, build_model, train
+from hyvideo_core.toy.clip_source import toy_clips
 
 from .conftest import BUCKETS, fake_text
 
@@ -222,9 +222,9 @@ def test_folder_of_mp4_clips_is_cached(tmp_path, tiny_vae):
 
 def test_clips_shorter_than_the_bucket(tmp_path, tiny_vae):
     with pytest.raises(InputError, match="fewer than the shortest bucket"):
-        cache_dataset(str(tmp_path / "c"), toy_source(2, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(9, 32, 32)])
+        cache_dataset(str(tmp_path / "c"), toy_clips(2, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(9, 32, 32)])
     with pytest.raises(InputError, match="all 2 clips are shorter"):
-        cache_dataset(str(tmp_path / "d"), toy_source(2, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(9, 32, 32)],
+        cache_dataset(str(tmp_path / "d"), toy_clips(2, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(9, 32, 32)],
                       skip_short=True)
 
 
@@ -265,15 +265,15 @@ def test_callback_gets_every_step_and_can_stop_the_run(train_cfg, tmp_path):
 
 def test_cache_progress_and_a_cache_folder_made_with_other_buckets(tmp_path, tiny_vae):
     counts = []
-    cache_dataset(str(tmp_path / "c"), toy_source(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(5, 32, 32)],
+    cache_dataset(str(tmp_path / "c"), toy_clips(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(5, 32, 32)],
                   callback=counts.append)
     assert counts == [1, 2, 3]
     counts.clear()
-    cache_dataset(str(tmp_path / "c"), toy_source(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(5, 32, 32)],
+    cache_dataset(str(tmp_path / "c"), toy_clips(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text, [(5, 32, 32)],
                   callback=counts.append)                    # already cached: still reported
     assert counts == [1, 2, 3]
     with pytest.raises(InputError, match="already holds a cache made with buckets"):
-        cache_dataset(str(tmp_path / "c"), toy_source(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text,
+        cache_dataset(str(tmp_path / "c"), toy_clips(3, geometries=[(5, 32, 32)]), tiny_vae, fake_text,
                       [(5, 32, 48)])
     with pytest.raises(InputError, match="not FRAMESxHEIGHTxWIDTH"):
         parse_buckets(["17x64"])

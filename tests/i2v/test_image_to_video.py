@@ -6,7 +6,7 @@ from hyvideo_core import load_transformer, load_vae
 from hyvideo_core.apps.i2v import (ImageCondition, I2VConditioningOptions, I2VRequest, crop_size_list,
                                    encode_image, fit_image, image_to_video, prepare_conditioning,
                                    sample_i2v_latents, select_bucket)
-from hyvideo_core.apps.t2v import SamplerOptions
+from hyvideo_core.apps.latent_stages import SamplerOptions
 from hyvideo_core.demo_models import ensure_demo_models
 from hyvideo_core.errors import InputError
 from hyvideo_core.text_encoders import load_text_encoders

@@ -87,6 +87,20 @@ def test_quantized_gguf_stays_packed_and_matches_dequantized_reference(tmp_path,
     assert 0 < err < {"Q8_0": 0.02, "Q4_0": 0.3, "Q5_1": 0.15}[qtype]
 
 
+def test_quantized_weights_stay_packed_behind_a_renaming_view(tmp_path, monkeypatch):
+    """A prefix the GGUF reader does not strip ("transformer.") is stripped by the loader's renaming
+    view, which must pass the packed tensors through under the new names."""
+    from hyvideo_core.checkpoints.layouts import RenamedView
+
+    register(monkeypatch, "gguf-q32", Q32)
+    path = write_gguf({f"transformer.{k}": v for k, v in random_state(Q32).items()}, tmp_path / "p.gguf",
+                      qtype="Q8_0")
+    view = RenamedView.without_prefix(GGUFSource(path), "transformer.")
+    packed = view.packed_tensors()
+    assert "double_blocks.0.img_attn_qkv.weight" in packed and not any(k.startswith("transformer.") for k in packed)
+    assert isinstance(load_transformer(path).double_blocks[0].img_attn_qkv, GGUFLinear)
+
+
 @pytest.mark.parametrize("qtype", ["Q4_K", "Q6_K", "Q5_K"])
 def test_kquant_model_matches_dequantized_reference(tmp_path, monkeypatch, qtype):
     register(monkeypatch, "gguf-q256", Q256)

@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 import torch
 
-from ...checkpoints.io import TensorSource
+from ...checkpoints.tensor_source import TensorSource
 from ...errors import CheckpointError, UnknownCheckpointError
 from .dequant import BLOCK_SIZES, SUPPORTED_QUANT_TYPES, dequantize
 
@@ -125,6 +125,10 @@ class GGUFSource(TensorSource):
         data = np.asarray(e.tensor.data).view(np.uint8)
         return PackedWeight(torch.from_numpy(data.reshape(-1, data.shape[-1])), e.qtype, e.shape)
 
+    def packed_tensors(self) -> Dict[str, PackedWeight]:
+        """The quantised tensors, zero-copy over the file mapping (see :meth:`get_packed`)."""
+        return {k: self.get_packed(k) for k in self.keys() if self.is_quantized(k)}
+
     def get(self, key: str) -> torch.Tensor:
         """Float tensors as torch tensors over the mapping; quantised ones dequantised to
         float32 (callers that can keep them packed use :meth:`get_packed`)."""
@@ -146,18 +150,3 @@ def _field(reader, name: str):
     if f is None:
         return None
     return f.contents()
-
-
-def packed_tensors(source: TensorSource) -> Dict[str, PackedWeight]:
-    """Quantised tensors of a (possibly wrapped) GGUF source, by the source's visible key.
-
-    Sources that are not GGUF, or views that rename keys, expose none; their tensors are read
-    with ``get`` as usual."""
-    from ...checkpoints.layouts import RenamedView
-
-    if isinstance(source, RenamedView):
-        inner = packed_tensors(source.source)
-        return {k: inner[v] for k, v in source._names.items() if v in inner}
-    if not isinstance(source, GGUFSource):
-        return {}
-    return {k: source.get_packed(k) for k in source.keys() if source.is_quantized(k)}
