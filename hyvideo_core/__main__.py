@@ -92,7 +92,10 @@ def _generate(args, rank) -> None:
     start = time.perf_counter()
     encode = None
     if rank is not None:
+        from .parallel.vae_split import RankSharedDecoder
+
         encode = _parallel_setup(args, transformer, encoders, request)
+        vae = RankSharedDecoder(vae)         # the decode's tiles shared out over the ranks
 
     def progress(event):
         print(f"\r{event.stage} {event.step}/{event.total}", end="", file=sys.stderr, flush=True)
