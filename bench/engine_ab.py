@@ -7,7 +7,7 @@ The earlier commit is checked out once into ``bench/out/engine-<rev>`` (a git wo
 round runs one fresh process per engine, alternately (A B A B …), so load from other processes
 hits both sides alike; each process times bench/run.py's "ours" workloads — the DiT forward in
 float32 and bfloat16 and a 4-step sample — with the public API only (``load_transformer``,
-``sample``), best of ``--repeat`` calls. The table gives the minimum over rounds and after/before.
+``sample``), the median of ``--repeat`` calls. The table gives the minimum over rounds and after/before.
 """
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def child(args) -> None:
     if not os.path.abspath(hyvideo_core.__file__).startswith(os.path.abspath(args.root) + os.sep):
         raise SystemExit(f"imported {hyvideo_core.__file__}, not the engine under {args.root}")
 
+    from run import _time   # bench/run.py's timer: median of repeats after a warm-up
+
     torch.set_num_threads(args.threads)
     cfg_latent = tuple(args.latent)
     out = {}
@@ -46,21 +48,11 @@ def child(args) -> None:
         t, guidance = torch.tensor([700.0]), torch.tensor([6000.0])
         name = str(dtype)[6:]
         with torch.no_grad():
-            out[f"DiT forward {name}"] = _best(lambda: model(x, t, text, mask, pooled, guidance), args.repeat)
+            out[f"DiT forward {name}"] = _time(lambda: model(x, t, text, mask, pooled, guidance), args.repeat)
             if dtype == torch.float32:
-                out["4-step sample float32"] = _best(lambda: sample(model, x.float(), text, mask, pooled, steps=4,
+                out["4-step sample float32"] = _time(lambda: sample(model, x.float(), text, mask, pooled, steps=4,
                                                                     shift=7.0, embedded_guidance=6.0), 2)
     print(json.dumps(out))
-
-
-def _best(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def _register_variant(root: str, hidden: int, double: int, single: int) -> str:
