@@ -238,3 +238,28 @@ def test_rope_positions_with_offset_match_a_shifted_grid():
 def test_readme_example_is_this_extension():
     readme = (REPO / "README.md").read_text()
     assert inspect.getsource(StyleAdapter) in readme, "README's 'Extending the engine' example drifted"
+
+
+@pytest.mark.parametrize("order", ["extension_first", "pass_first"])
+def test_extension_gradients_through_gradient_checkpointing(files, order):
+    from hyvideo_core.finetune.passes import enable_gradient_checkpointing
+
+    def grads(checkpointing):
+        model = _with(files, None, "extension_first") if order == "extension_first" or not checkpointing else None
+        if model is None:
+            model = load_transformer(files["base"])
+            enable_gradient_checkpointing(model)
+            ext = install_extension(model, StyleAdapter(model.config))
+            load_extension_weights(model, ext, files["ext"])
+        elif checkpointing:
+            assert enable_gradient_checkpointing(model) > 0
+        ext = model.extensions[0]
+        model.train()
+        for p in ext.adapter.parameters():
+            p.requires_grad_(True)
+        x, t, text, mask, pooled, guidance = dit_inputs(CFG)
+        model(x, t, text, mask, pooled, guidance, extras={"style_strength": 0.5}).square().mean().backward()
+        return [p.grad.clone() for p in ext.adapter.parameters()]
+
+    for a, b in zip(grads(False), grads(True)):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=1e-5)
