@@ -94,51 +94,63 @@ def recv_before(sock: socket.socket, size: int, deadline: Deadline, what: str) -
 class _DeadlineReader(io.RawIOBase):
     """The response side of a connection: every read waits at most for what is left."""
 
-    def __init__(self, sock: socket.socket, deadline: Deadline, what: str):
+    def __init__(self, owner: "_DeadlineSocket"):
         super().__init__()
-        self._sock, self._deadline, self._what = sock, deadline, what
+        self._owner = owner
 
     def readable(self) -> bool:
         return True
 
+    def readinto(self, buffer) -> int:
+        owner = self._owner
+        owner.sock.settimeout(owner.deadline.left(owner.what))
+        try:
+            return owner.sock.recv_into(buffer)
+        except socket.timeout as exc:
+            raise DeadlineExceeded(f"{owner.what}: not finished within {owner.deadline.seconds:g} s") from exc
+
     def close(self) -> None:
         if not self.closed:
-            self._sock.close()
+            self._owner.release()
         super().close()
-
-    def readinto(self, buffer) -> int:
-        self._sock.settimeout(self._deadline.left(self._what))
-        try:
-            return self._sock.recv_into(buffer)
-        except socket.timeout as exc:
-            raise DeadlineExceeded(f"{self._what}: not finished within {self._deadline.seconds:g} s") from exc
 
 
 class _DeadlineSocket:
-    """What ``http.client`` sees as the socket: sends and reads bounded by the deadline."""
+    """What ``http.client`` sees as the socket: sends and reads bounded by the deadline.
+
+    Like ``socket.makefile``, an open reader keeps the socket open: ``http.client`` closes the
+    connection's socket while the response is still being read."""
 
     def __init__(self, sock: socket.socket, deadline: Deadline, what: str):
-        self._sock, self._deadline, self._what = sock, deadline, what
+        self.sock, self.deadline, self.what = sock, deadline, what
+        self._readers = 0
+        self._close_asked = False
 
     def sendall(self, data) -> None:
-        self._sock.settimeout(self._deadline.left(self._what))  # sendall's timeout is for the whole call
+        self.sock.settimeout(self.deadline.left(self.what))  # sendall's timeout is for the whole call
         try:
-            self._sock.sendall(data)
+            self.sock.sendall(data)
         except socket.timeout as exc:
-            raise DeadlineExceeded(f"{self._what}: not sent within {self._deadline.seconds:g} s") from exc
+            raise DeadlineExceeded(f"{self.what}: not sent within {self.deadline.seconds:g} s") from exc
 
     def makefile(self, mode: str = "rb", *args, **kwargs) -> io.BufferedReader:
         if mode != "rb":
             raise ValueError(f"only binary reading is supported, got mode {mode!r}")
-        # its own descriptor, as socket.makefile keeps one: http.client closes the connection's
-        # socket while the response is still being read
-        return io.BufferedReader(_DeadlineReader(self._sock.dup(), self._deadline, self._what))
+        self._readers += 1
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def release(self) -> None:
+        self._readers -= 1
+        if self._close_asked and self._readers == 0:
+            self.sock.close()
 
     def close(self) -> None:
-        self._sock.close()
+        self._close_asked = True
+        if self._readers == 0:
+            self.sock.close()
 
     def __getattr__(self, name):
-        return getattr(self._sock, name)
+        return getattr(self.sock, name)
 
 
 class _DeadlineConnection:

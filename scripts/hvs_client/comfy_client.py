@@ -150,7 +150,7 @@ class ComfyClient:
         if status in GATEWAY_DOWN:
             raise ComfyError(f"{what}: HTTP {status} from the gateway in front of ComfyUI at {self.base}")
         if status != 200:
-            raise BadServerAnswer(f"{what}: HTTP {status}: {body[:300]!r}")
+            raise BadServerAnswer(f"{what}: HTTP {status}" + (f": {body[:300]!r}" if body else ""))
 
     def get_json(self, path: str, timeout: float | None = None, *, max_body: int = MAX_JSON_BYTES) -> Any:
         status, body = self.request("GET", path, timeout=timeout, max_body=max_body)

@@ -1,6 +1,7 @@
 """Misbehaving HTTP / websocket servers on loopback, written byte by byte on raw sockets.
 
-``HostileServer(routes, host)`` listens on ``host`` (loopback only) in a thread; each connection
+``HostileServer(routes, host, tls)`` listens on ``host`` (loopback only; HTTPS with an
+``ssl.SSLContext``) in a thread; each connection
 gets its request head parsed and is handed, with the socket, to the first route whose
 ``(method, path prefix)`` matches. A route writes whatever it likes: good answers, drips, endless
 bodies, resets. Every loop a route runs is bounded in count and in time, and stops when the
@@ -12,6 +13,7 @@ import base64
 import hashlib
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -39,17 +41,18 @@ Route = Callable[[socket.socket, Request], None]
 
 
 class HostileServer:
-    def __init__(self, routes: dict[tuple[str, str], Route], host: str = "127.0.0.1"):
+    def __init__(self, routes: dict[tuple[str, str], Route], host: str = "127.0.0.1",
+                 tls: ssl.SSLContext | None = None):
         if host not in LOOPBACK:
             raise ValueError(f"loopback addresses only, got {host}")
-        self.routes = routes
+        self.routes, self.tls = routes, tls
         self.requests: list[Request] = []
         self.stopped = threading.Event()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._listener = socket.create_server((host, 0), backlog=32)
         self.host, self.port = host, self._listener.getsockname()[1]
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if tls else 'http'}://{host}:{self.port}"
         self._thread = threading.Thread(target=self._accept, daemon=True)
         self._thread.start()
 
@@ -66,6 +69,8 @@ class HostileServer:
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(ROUTE_SECONDS)
         try:
+            if self.tls is not None:
+                conn = self.tls.wrap_socket(conn, server_side=True)
             req = self._read_request(conn)
             if req is None:
                 return
@@ -76,7 +81,7 @@ class HostileServer:
                     break
             else:
                 send_json(conn, 404, {"error": f"no route {req.method} {req.path}"})
-        except OSError:
+        except OSError:  # ssl.SSLError included
             pass  # the client gave up or the server is closing: either is the point of the test
         finally:
             close_quietly(conn)

@@ -128,3 +128,35 @@ def test_well_behaved_server_still_works(serve):
     outcome, elapsed, _ = timed_rewrite(server.url)
     assert outcome == "A red cat walks on green grass."
     assert len(server.requests) == 2 and json.loads(server.requests[0].body)["stream"] is False
+
+
+# id: (route, trust the test certificate, what the error says; None: the rewrite works)
+HTTPS_CASES = {
+    "https_well_behaved": (answer(reply("A red cat walks on green grass.")), True, None),
+    "https_body_drips": (CASES["body_drips"][0], True, "no answer within"),
+    "https_never_answers": (lambda c, r: hold(r), True, "no answer within"),
+    "https_untrusted_certificate": (answer(reply("A red cat.")), False, "cannot reach.*CERTIFICATE_VERIFY_FAILED"),
+}
+
+
+@pytest.mark.parametrize("case", list(HTTPS_CASES))
+def test_https_chat_server(case, serve, tls_server_context, monkeypatch):
+    route, trusted, says = HTTPS_CASES[case]
+    context, cert = tls_server_context
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # read by the default context when it is made
+    server = serve({ROUTE: route}, tls=context)
+    outcome, elapsed, _ = timed_rewrite(server.url)
+    if says is None:
+        assert outcome == "A red cat walks on green grass."
+    else:
+        assert isinstance(outcome, PromptRewriteError) and re.search(says, str(outcome)), repr(outcome)
+    assert elapsed <= TIMEOUT + SLACK, elapsed
+
+
+def test_tls_handshake_that_never_ends(serve):
+    """A server that accepts TCP but never answers the TLS hello: the deadline covers the handshake."""
+    server = serve({})
+    outcome, elapsed, _ = timed_rewrite(server.url.replace("http://", "https://"))
+    assert isinstance(outcome, PromptRewriteError) and "no answer within" in str(outcome), repr(outcome)
+    assert elapsed <= TIMEOUT + SLACK, elapsed
