@@ -11,6 +11,8 @@ whatever host the redirect names. :func:`request` instead
   the cap is passed), or streams the body into a file object without holding it;
 * never follows a redirect: a 3xx answer is a :class:`MalformedAnswer` naming the target, so a
   credential is never sent anywhere but the address the caller gave;
+* talks to the address directly (``HTTP(S)_PROXY`` are not read: ComfyUI and rewrite servers
+  are local or on the LAN);
 * turns every failure into one of three classes: :class:`ConnectionFailed` (refused, reset,
   closed early, truncated body), :class:`DeadlineExceeded` and :class:`MalformedAnswer` (not
   HTTP, over the cap, a redirect).
@@ -157,8 +159,9 @@ class _DeadlineConnection:
     """Mixed in before ``http.client.HTTP(S)Connection``: connect within the deadline, then
     hand ``http.client`` the deadline-bound socket (after the TLS wrap, for HTTPS)."""
 
-    _deadline: Deadline
-    _what: str
+    def __init__(self, host: str, port: Optional[int], deadline: Deadline, what: str):
+        super().__init__(host, port)  # type: ignore[call-arg]
+        self._deadline, self._what = deadline, what
 
     def connect(self) -> None:
         self.timeout = self._deadline.left(self._what)
@@ -203,8 +206,7 @@ def request(url: str, *, method: str = "GET", body: Optional[bytes] = None,
         port = parts.port
     except ValueError as exc:
         raise ValueError(f"bad port in {url!r}: {exc}") from exc
-    conn = (_HTTPS if parts.scheme == "https" else _HTTP)(parts.hostname, port)
-    conn._deadline, conn._what = deadline, what
+    conn = (_HTTPS if parts.scheme == "https" else _HTTP)(parts.hostname, port, deadline, what)
     response = None
     try:
         conn.request(method, target, body=body, headers=dict(headers or {}))
