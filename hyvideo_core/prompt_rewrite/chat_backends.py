@@ -1,7 +1,8 @@
 """Chat backends for prompt rewriting.
 
 * :class:`OpenAIChatBackend`: any OpenAI-compatible ``/v1/chat/completions`` server (llama.cpp
-  server, vLLM, Ollama, LM Studio, ...), spoken to with ``urllib`` (no extra dependency).
+  server, vLLM, Ollama, LM Studio, ...), spoken to with ``bounded_http`` (standard library: one
+  deadline per request, a capped answer, no redirects).
 * :class:`LocalChatBackend`: a transformers causal LM loaded from a local folder.
 
 Both return a :class:`ChatReply`; failures raise :class:`PromptRewriteError` with a message that
@@ -11,12 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Protocol
 
+from .. import bounded_http
+from ..bounded_http import ConnectionFailed, Deadline, DeadlineExceeded, MalformedAnswer
 from ..errors import HyVideoError, InputError
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,12 @@ def chat_completions_url(url: str) -> str:
 
 
 class OpenAIChatBackend:
-    """OpenAI-compatible chat-completions endpoint over HTTP."""
+    """OpenAI-compatible chat-completions endpoint over HTTP.
+
+    ``timeout`` bounds each request as a whole (connect, send, the whole answer); the answer is
+    capped at ``MAX_ANSWER_BYTES``; redirects are not followed (the API key goes to ``url`` only)."""
+
+    MAX_ANSWER_BYTES = 4 << 20  # a few hundred words of rewrite are a few KB
 
     def __init__(self, url: str, model: str = "default", api_key: Optional[str] = None, timeout: float = 60.0):
         self.url = chat_completions_url(url)
@@ -65,7 +70,8 @@ class OpenAIChatBackend:
         self.name = f"{self.url} ({self.model})"
 
     def chat(self, messages: Messages, *, temperature: float = 0.0, seed: Optional[int] = None,
-             max_tokens: int = 512) -> ChatReply:
+             max_tokens: int = 512, deadline: Optional[Deadline] = None) -> ChatReply:
+        """One completion; ``deadline`` (a :class:`Deadline`), when sooner than ``timeout``, ends it."""
         body: Dict[str, Any] = {"model": self.model, "messages": messages, "temperature": float(temperature),
                                 "max_tokens": int(max_tokens), "stream": False}
         if seed is not None:
@@ -73,43 +79,53 @@ class OpenAIChatBackend:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.url, data=json.dumps(body).encode("utf-8"), headers=headers,
-                                         method="POST")
+        limit = Deadline(self.timeout) if deadline is None else deadline.within(self.timeout)
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = exc.read()[:300].decode("utf-8", "replace")
+            answer = bounded_http.request(self.url, method="POST", body=json.dumps(body).encode("utf-8"),
+                                          headers=headers, deadline=limit, max_body=self.MAX_ANSWER_BYTES)
+        except DeadlineExceeded as exc:
             raise PromptRewriteError(
-                f"the rewrite server {self.url} answered HTTP {exc.code} {exc.reason}: {detail!r}. Expected 200 "
-                f"from an OpenAI-compatible chat-completions endpoint; check the URL, the model name "
-                f"{self.model!r} and the API key.") from exc
-        except (socket.timeout, TimeoutError) as exc:
-            raise PromptRewriteError(
-                f"the rewrite server {self.url} gave no answer within {self.timeout:g} s. The model may be "
+                f"the rewrite server {self.url} gave no answer within {limit.seconds:g} s. The model may be "
                 f"loading or too slow; raise the timeout or use a smaller model.") from exc
-        except urllib.error.URLError as exc:
-            if isinstance(exc.reason, (socket.timeout, TimeoutError)):
-                raise PromptRewriteError(
-                    f"the rewrite server {self.url} gave no answer within {self.timeout:g} s; raise the timeout "
-                    f"or use a smaller model.") from exc
+        except ConnectionFailed as exc:
             raise PromptRewriteError(
-                f"cannot reach the rewrite server at {self.url}: {exc.reason}. Start it (e.g. "
+                f"cannot reach the rewrite server at {self.url}: {exc}. Start it (e.g. "
                 f"`llama-server -m model.gguf --port 8080`, `ollama serve`, `vllm serve ...`) or fix the URL.") from exc
-        except OSError as exc:
-            raise PromptRewriteError(f"connection to the rewrite server {self.url} failed: {exc}. Check that "
-                                     f"it is running and reachable.") from exc
+        except MalformedAnswer as exc:
+            raise PromptRewriteError(f"the rewrite server {self.url} sent an unusable answer: {exc}. Expected an "
+                                     f"OpenAI-compatible chat-completions endpoint at that address.") from exc
+        except ValueError as exc:  # an address or header http.client cannot send
+            raise PromptRewriteError(f"cannot send the request to the rewrite server {self.url}: {exc}") from exc
+        if answer.status != 200:
+            detail = answer.body[:300].decode("utf-8", "replace")
+            raise PromptRewriteError(
+                f"the rewrite server {self.url} answered HTTP {answer.status} {answer.reason}: {detail!r}. Expected "
+                f"200 from an OpenAI-compatible chat-completions endpoint; check the URL, the model name "
+                f"{self.model!r} and the API key.")
+        return self._reply(answer.body)
+
+    def _reply(self, raw: bytes) -> ChatReply:
+        def unusable(found: str) -> PromptRewriteError:
+            return PromptRewriteError(
+                f"the rewrite server {self.url} sent an answer that is not chat-completions JSON (expected "
+                f"{{'choices': [{{'message': {{'content': '<text>'}}}}]}}); {found}.")
+
         try:
             data = json.loads(raw)
-            choice = data["choices"][0]
-            text = (choice.get("message") or {}).get("content")
-            if text is None:
-                text = choice.get("text", "")
-            return ChatReply(str(text or ""), choice.get("finish_reason"))
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise PromptRewriteError(
-                f"the rewrite server {self.url} sent an answer that is not chat-completions JSON "
-                f"(expected {{'choices': [{{'message': {{'content': ...}}}}]}}); found {raw[:200]!r}.") from exc
+        except (ValueError, RecursionError) as exc:
+            raise unusable(f"found {raw[:200]!r}") from exc
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            raise unusable(f"found {raw[:200]!r}")
+        choice = choices[0]
+        message = choice.get("message")
+        text = message.get("content") if isinstance(message, dict) else None
+        if text is None:  # legacy completions put the text beside the choice
+            text = choice.get("text")
+        if not isinstance(text, str):
+            raise unusable(f"the content is {type(text).__name__} {str(text)[:100]!r}, not text")
+        reason = choice.get("finish_reason")
+        return ChatReply(text, reason if isinstance(reason, str) else None)
 
 
 class LocalChatBackend:

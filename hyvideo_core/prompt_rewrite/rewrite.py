@@ -13,6 +13,7 @@ import os
 import re
 from typing import Any, Optional, Union
 
+from ..bounded_http import Deadline
 from ..errors import InputError
 from .chat_backends import ChatBackend, ChatReply, LocalChatBackend, OpenAIChatBackend, PromptRewriteError
 from .instructions import revision_message, system_instructions, user_message
@@ -76,9 +77,18 @@ def make_backend(backend: Union[str, ChatBackend, None], *, model: Optional[str]
 
 
 def _ask(backend: ChatBackend, system: str, user: str, *, temperature: float, seed: Optional[int],
-         max_tokens: int, max_words: int, max_chars: int, stage: str) -> str:
-    reply: ChatReply = backend.chat([{"role": "system", "content": system}, {"role": "user", "content": user}],
-                                    temperature=temperature, seed=seed, max_tokens=max_tokens)
+         max_tokens: int, max_words: int, max_chars: int, stage: str, deadline: Deadline) -> str:
+    if deadline.expired():
+        raise PromptRewriteError(f"no time left for the {stage} with the rewrite model ({backend.name}): the whole "
+                                 f"rewrite must finish within timeout={deadline.seconds:g} s; raise the timeout.")
+    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
+    kw = dict(temperature=temperature, seed=seed, max_tokens=max_tokens)
+    if isinstance(backend, OpenAIChatBackend):  # the one backend that waits on a server
+        kw["deadline"] = deadline
+    reply = backend.chat(messages, **kw)
+    if not isinstance(reply, ChatReply) or not isinstance(reply.text, str):
+        raise PromptRewriteError(f"the rewrite backend ({backend.name}) returned {type(reply).__name__} "
+                                 f"{str(reply)[:100]!r}; expected a ChatReply whose text is a string.")
     text = clean_rewrite(reply.text)
     if not text:
         raise PromptRewriteError(
@@ -108,7 +118,8 @@ def rewrite_prompt(prompt: str, mode: str = "normal", backend: Union[str, ChatBa
     ``backend``: an OpenAI-compatible server URL (``model`` names the served model), a local
     transformers chat-model folder, or a :class:`ChatBackend`. ``temperature=0`` with a ``seed``
     makes the result deterministic. ``self_revise`` runs the comparison pass of the tech report.
-    Errors (unreachable server, timeout, empty or over-long answer) raise
+    ``timeout`` bounds the whole rewrite (both passes, every connect and read). Errors
+    (unreachable server, timeout, malformed, empty or over-long answer) raise
     :class:`PromptRewriteError`; with ``fallback_to_original=True`` they are logged and the
     original prompt is returned instead.
     """
@@ -116,9 +127,11 @@ def rewrite_prompt(prompt: str, mode: str = "normal", backend: Union[str, ChatBa
         raise InputError(f"rewrite_prompt needs a non-empty prompt string; found {prompt!r}.")
     system = system_instructions(mode, max_words)  # validates mode before any network call
     original = prompt.strip()
+    deadline = Deadline(timeout)
     try:
         chat = make_backend(backend, model=model, api_key=api_key, timeout=timeout, device=device)
-        kw = dict(temperature=temperature, seed=seed, max_tokens=max_tokens, max_words=max_words, max_chars=max_chars)
+        kw = dict(temperature=temperature, seed=seed, max_tokens=max_tokens, max_words=max_words, max_chars=max_chars,
+                  deadline=deadline)
         rewritten = _ask(chat, system, user_message(original), stage="rewrite", **kw)
         if self_revise:
             rewritten = _ask(chat, system_instructions_revision(max_words), revision_message(original, rewritten),
