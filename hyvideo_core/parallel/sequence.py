@@ -105,6 +105,8 @@ class SequenceParallel(Extension):
         if cond.first is not None:   # a leading group of tokens with their own modulation
             ctx.cond = Conditioning(cond.vec, cond.first, max(0, min(shard, cond.first_tokens - start)))
         ctx.state["sp_tokens"] = (total, padded, start)
+        ctx.state["real_tokens"] = max(0, min(shard, total - start))   # this shard's tokens before the pads
+        ctx.state["token_sums"] = self._sum_over_ranks            # step caches agree on one decision
         ctx.attention_fn = self._attention_for(ctx)
         return img[:, start:start + shard]
 
@@ -114,6 +116,11 @@ class SequenceParallel(Extension):
         parts = [torch.empty_like(img) for _ in range(g.config.sequence)]
         dist.all_gather(parts, img.contiguous(), group=g.sequence_group)
         return torch.cat(parts, dim=1)[:, :total]
+
+    def _sum_over_ranks(self, partial: torch.Tensor) -> torch.Tensor:
+        total = partial.clone()
+        dist.all_reduce(total, group=self.groups.sequence_group)
+        return total
 
     # -- attention ----------------------------------------------------------------------------
     def _attention_for(self, ctx: ForwardContext):

@@ -61,8 +61,17 @@ class _Branch:
     accumulated: float = 0.0
 
 
-def _rel_l1(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).abs().mean() / b.abs().mean().clamp_min(1e-12))
+def _rel_l1(a: torch.Tensor, b: torch.Tensor, ctx=None) -> float:
+    """mean|a − b| / mean|b|. Under sequence parallel each rank holds a shard of the tokens: the
+    sums over its real tokens are added up across the ranks (``ctx.state["token_sums"]``), so
+    every rank takes the same skip decision as one process would."""
+    reduce = None if ctx is None else ctx.state.get("token_sums")
+    if reduce is None:
+        return float((a - b).abs().mean() / b.abs().mean().clamp_min(1e-12))
+    real = ctx.state["real_tokens"]
+    a, b = a[:, :real], b[:, :real]
+    sums = reduce(torch.stack([(a - b).abs().sum(), b.abs().sum()]).double())
+    return float(sums[0] / sums[1].clamp_min(1e-12))
 
 
 class StepCache:
@@ -137,7 +146,7 @@ class TeaCache(StepCache):
         modulated = _first_modulated_input(model, img, ctx.cond)
         compute = True
         if st.previous is not None and st.residual is not None and not self._forced():
-            st.accumulated += float(self.rescale(_rel_l1(modulated, st.previous)))
+            st.accumulated += float(self.rescale(_rel_l1(modulated, st.previous, ctx)))
             compute = st.accumulated >= self.threshold
         if compute:
             st.accumulated = 0.0
@@ -171,7 +180,7 @@ class FirstBlockCache(StepCache):
         img, txt = run_double_blocks(model, ctx, img, txt, start, start + 1)
         first_residual = img - img0
         compute = (st.previous is None or st.residual is None or self._forced()
-                   or _rel_l1(first_residual, st.previous) >= self.threshold)
+                   or _rel_l1(first_residual, st.previous, ctx) >= self.threshold)
         self._record(compute)
         if not compute:
             return img + st.residual

@@ -43,13 +43,20 @@ def _forward(model, cfg, latent, token_replace):
         return model(*_inputs(cfg, latent), token_replace=token_replace)
 
 
-def _sample(model, cfg, latent, guidance=None):
+def _sample(model, cfg, latent, guidance=None, step_cache=None, steps=None):
     from hyvideo_core import sample
 
     x, _, text, mask, pooled, _ = _inputs(cfg, latent, batch=1)
     neg = (torch.zeros_like(text), mask, torch.zeros_like(pooled))
-    return sample(model, x, text, mask, pooled, steps=3, shift=7.0, embedded_guidance=6.0, cfg_scale=3.0,
-                  negative=neg, guidance=guidance)
+    steps = steps or (8 if step_cache else 3)
+    return sample(model, x, text, mask, pooled, steps=steps, shift=7.0, embedded_guidance=6.0,
+                  cfg_scale=3.0, negative=neg, guidance=guidance, step_cache=step_cache)
+
+
+def _cache_options(kind):
+    from hyvideo_core.runtime.options import StepCacheOptions
+
+    return StepCacheOptions(kind, {"teacache": 0.2, "first_block_cache": 0.5}[kind])   # both skip some steps
 
 
 def worker(rank, world, jobs):
@@ -60,8 +67,11 @@ def worker(rank, world, jobs):
     for name, (kind, cfg, config, latent, token_replace) in jobs.items():
         model = _model(cfg)
         run = parallelize(model, config)
-        out[name] = (_forward(model, cfg, latent, token_replace) if kind == "forward"
-                     else _sample(model, cfg, latent, guidance=run.guidance))
+        if kind == "forward":
+            out[name] = _forward(model, cfg, latent, token_replace)
+        else:
+            cache = _cache_options(kind.split(":")[1]) if ":" in kind else None
+            out[name] = _sample(model, cfg, latent, guidance=run.guidance, step_cache=cache)
         out[f"{name}-resident"] = torch.tensor([resident_parameter_bytes(model)])
     return out
 
@@ -76,6 +86,7 @@ CASES = {
 }
 MODES = {"t2v": False, "i2v_token_replace": True}
 CFG_SAMPLE = ("sample", CFG4, ParallelConfig(ulysses=2, cfg=2), (3, 8, 8), False)
+CACHES = ("teacache", "first_block_cache")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +97,9 @@ def parallel_results(tmp_path_factory):
                 for case, (cfg, config, w) in CASES.items() if w == world for mode, tr in MODES.items()}
         if world == 4:
             jobs["ulysses2_cfg2-sample"] = CFG_SAMPLE
+        if world == 2:
+            for kind in CACHES:
+                jobs[f"ulysses2-{kind}"] = (f"sample:{kind}", CFG4, ParallelConfig(ulysses=2), LATENT, False)
         results[world] = run_ranks(worker, world, tmp_path_factory.mktemp(f"world{world}"), jobs)
     return results
 
@@ -106,6 +120,21 @@ def test_ulysses_with_cfg_parallel_sample_equals_one_process(parallel_results):
     for got in outs:
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert all(torch.equal(o, outs[0]) for o in outs)   # every rank holds the same latents
+
+
+@pytest.mark.parametrize("kind", CACHES)
+def test_step_caches_take_one_decision_on_every_rank(parallel_results, kind):
+    """Each rank sees a shard of the tokens; the caches add their change measure up across ranks, so
+    the ranks skip the same steps as one process (a different decision would deadlock them)."""
+    from hyvideo_core.runtime.options import step_caching
+
+    model = _model(CFG4)
+    expected = _sample(model, CFG4, LATENT, step_cache=_cache_options(kind))
+    for got in parallel_results[2]:
+        torch.testing.assert_close(got[f"ulysses2-{kind}"], expected, atol=1e-5, rtol=1e-5)
+    with step_caching(model, _cache_options(kind), 8) as handle:
+        _sample(model, CFG4, LATENT, steps=8)
+    assert 0 < handle.stats.cached < handle.stats.total   # the threshold really skips some steps
 
 
 def test_sharded_weights_keep_about_half_the_parameters_per_rank(parallel_results):
