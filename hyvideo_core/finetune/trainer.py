@@ -36,6 +36,8 @@ from .data import BucketBatchSampler, CachedDataset, collate
 from .ema import EMA
 from .flow import flow_matching_loss, noisy_latents, sample_sigmas, velocity_target
 from .lora import DEFAULT_TARGETS
+from .sharding import (enable_fsdp_on_cpu, gather_training_state, plain_replica, refuse_deepspeed,
+                       resident_parameter_share, scatter_training_state)
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +178,16 @@ def build_model(cfg: TrainConfig):
     return model
 
 
+def add_adapters(model, cfg: TrainConfig) -> None:
+    """Make the trainable part: LoRA adapters (base frozen) or every parameter."""
+    if cfg.mode == "lora":
+        from .lora import inject_lora
+        inject_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.lora_targets,
+                    dropout=cfg.lora_dropout, seed=sample_seed(cfg.seed, 0x10AA))
+    else:
+        model.requires_grad_(True)
+
+
 def load_teacher(path: str, device):
     from ..checkpoints.load import load_transformer
 
@@ -210,6 +222,7 @@ class Trainer:
         from accelerate.utils import DistributedDataParallelKwargs
 
         cfg.check()
+        refuse_deepspeed()
         self.cfg = cfg
         self.callback = callback
         if cfg.threads:
@@ -217,6 +230,11 @@ class Trainer:
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available(),
                                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=False)])
         self.world, self.rank = self.acc.num_processes, self.acc.process_index
+        from accelerate.utils import DistributedType
+        self.fsdp = enable_fsdp_on_cpu(self.acc) or self.acc.distributed_type == DistributedType.FSDP
+        if self.fsdp and cfg.ema_decay:
+            raise InputError("ema_decay is not supported with FSDP yet (the EMA copies would be sharded too); "
+                             "set ema_decay: 0 or train with the DDP config")
         per_step = self.world * cfg.grad_accum
         if cfg.global_batch % per_step:
             raise InputError(f"global_batch {cfg.global_batch} must be divisible by processes × grad_accum = "
@@ -239,12 +257,7 @@ class Trainer:
                                  f" / {data.manifest['text_states_dim_2']}, variant {cfg.variant!r} expects "
                                  f"{model.config.text_states_dim} / {model.config.text_states_dim_2}; re-cache with "
                                  f"that model's text encoders")
-        if cfg.mode == "lora":
-            from .lora import inject_lora
-            inject_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.lora_targets,
-                        dropout=cfg.lora_dropout, seed=sample_seed(cfg.seed, 0x10AA))
-        else:
-            model.requires_grad_(True)
+        add_adapters(model, cfg)
         if cfg.gradient_checkpointing:
             from .passes import enable_gradient_checkpointing
             enable_gradient_checkpointing(model)
@@ -255,7 +268,14 @@ class Trainer:
         self.opt = torch.optim.AdamW(list(self.named.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
-        self.ddp = self.acc.prepare_model(model) if self.world > 1 else model
+        if self.fsdp:
+            # fully_shard works in place: the parameters become DTensor shards and accelerate re-points
+            # the optimizer at them, so the trainable set is read again
+            self.ddp = self.acc.prepare(model, self.opt)[0]
+            self.named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+        else:
+            self.ddp = self.acc.prepare_model(model) if self.world > 1 else model
+        self.param_share = resident_parameter_share(model)
         self.teacher = load_teacher(cfg.distill_teacher, self.device) if cfg.distill_teacher else None
         if self.teacher is not None and not model.config.guidance_embed:
             raise InputError(f"guidance distillation needs a student with a guidance embedding; variant "
@@ -293,10 +313,13 @@ class Trainer:
         if state["mode"] != cfg.mode or state["variant"] != cfg.variant:
             raise InputError(f"checkpoint {str(path)!r} is a {state['mode']} run of {state['variant']!r}; this run "
                              f"is {cfg.mode} of {cfg.variant!r}")
-        with torch.no_grad():
-            for n, t in state["trainable"].items():
-                self.named[n].copy_(t)
-        self.opt.load_state_dict(state["optimizer"])
+        if self.fsdp:
+            scatter_training_state(self.model, self.opt, list(self.named), state["trainable"], state["optimizer"])
+        else:
+            with torch.no_grad():
+                for n, t in state["trainable"].items():
+                    self.named[n].copy_(t)
+            self.opt.load_state_dict(state["optimizer"])
         self.sched.load_state_dict(state["scheduler"])
         if self.ema is not None and state.get("ema") is not None:
             self.ema.load_state_dict(state["ema"])
@@ -318,6 +341,9 @@ class Trainer:
         """Write ``checkpoints/step_<N>`` atomically (temporary folder, then rename, then move
         the ``latest`` pointer) and prune old ones. Only the main process writes."""
         self.acc.wait_for_everyone()
+        # under FSDP every process takes part in gathering the full tensors; the main one writes them
+        full, trainable, optimizer = (gather_training_state(self.model, self.opt, list(self.named)) if self.fsdp
+                                      else (None, None, None))
         if not self.acc.is_main_process:
             return None
         from ..checkpoints.load import save_transformer
@@ -332,15 +358,18 @@ class Trainer:
         tmp.mkdir()
         state = {
             "step": self.step, "mode": self.cfg.mode, "variant": self.cfg.variant, "config": asdict(self.cfg),
-            "trainable": {n: p.detach().cpu().clone() for n, p in self.named.items()},
-            "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+            "trainable": trainable if self.fsdp else {n: p.detach().cpu().clone() for n, p in self.named.items()},
+            "optimizer": optimizer if self.fsdp else self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None, "sampler": self.sampler.state_dict(),
             "prior_sampler": self.prior_sampler.state_dict() if self.prior_sampler is not None else None,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "losses": list(self.losses),
         }
         atomic_torch_save(state, tmp / "state.pt")
-        self.export(tmp)
+        if self.fsdp:
+            self.export(tmp, model=plain_replica(self._module_structure, full))
+        else:
+            self.export(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -350,22 +379,35 @@ class Trainer:
             shutil.rmtree(old, ignore_errors=True)
         return final
 
-    def export(self, folder: Path) -> None:
+    def _module_structure(self):
+        """A fresh module shaped like the one being trained (variant and adapters), weights not set."""
+        from ..model import HunyuanVideoTransformer
+        from ..variants import get_variant
+
+        spec = get_variant(self.cfg.variant)
+        model = HunyuanVideoTransformer(spec.transformer)
+        model.variant = spec.name
+        add_adapters(model, self.cfg)
+        return model
+
+    def export(self, folder: Path, model=None) -> None:
         """Weights for inference: ``model.safetensors`` (official layout; EMA weights when EMA is
-        on, raw ones in ``model_raw.safetensors``) or ``lora.safetensors``."""
+        on, raw ones in ``model_raw.safetensors``) or ``lora.safetensors``. ``model``: an unsharded
+        replica to write instead of the trained module (FSDP)."""
         from ..checkpoints.load import save_transformer
         from .lora import extract_lora, save_lora
 
+        model = self.model if model is None else model
         if self.cfg.mode == "lora":
-            weights = extract_lora(self.model)
+            weights = extract_lora(model)
             if self.ema is not None:
-                save_lora(weights, folder / "lora_raw.safetensors", fmt=self.cfg.lora_format, model=self.model)
+                save_lora(weights, folder / "lora_raw.safetensors", fmt=self.cfg.lora_format, model=model)
                 for n, w in weights.items():
                     w.down, w.up = self.ema.shadow[f"{n}.lora_A.weight"].clone(), self.ema.shadow[f"{n}.lora_B.weight"].clone()
-            save_lora(weights, folder / "lora.safetensors", fmt=self.cfg.lora_format, model=self.model)
+            save_lora(weights, folder / "lora.safetensors", fmt=self.cfg.lora_format, model=model)
             return
         if self.ema is None:
-            save_transformer(self.model, folder / "model.safetensors")
+            save_transformer(model, folder / "model.safetensors")
             return
         save_transformer(self.model, folder / "model_raw.safetensors")
         backup = {n: p.detach().clone() for n, p in self.named.items()}
@@ -496,6 +538,7 @@ class Trainer:
                 self.callback(self.step, loss)
             if self.acc.is_main_process and (self.step % cfg.log_every == 0 or self.step == stop):
                 rec = {"step": self.step, "loss": loss, "lr": self.sched.get_last_lr()[0], "processes": self.world,
+                       "sharded": self.fsdp, "param_share": round(self.param_share, 6),
                        "s_per_step": (time.time() - t0) / cfg.log_every}
                 t0 = time.time()
                 with open(log_path, "a") as f:
