@@ -36,7 +36,7 @@ Guarantees, for every helper:
 ``atomic_folder`` builds ``<folder>.tmp-<random>`` and renames it to ``<folder>``; POSIX cannot
 replace a non-empty folder atomically, so the target must not exist yet (pick a fresh name and
 switch a pointer file, as the training checkpoints do). A folder interrupted by ``SIGKILL`` stays
-behind as ``<folder>.tmp-*``; :func:`remove_unfinished_folders` sweeps those on the next run.
+behind as ``<folder>.tmp-*``; :func:`remove_unfinished` sweeps those on the next run.
 """
 from __future__ import annotations
 
@@ -184,7 +184,11 @@ class AtomicOutput:
         if self._named is not None:
             self._adopt_replaced_file()
         os.fsync(self._fd)
+        if self._named is None and self._link_new_target():
+            return
         if self._named is None:
+            # the target exists: name the data first, then replace (a kill in between leaves a complete
+            # hidden copy, never a partial one)
             staged = os.path.join(self.folder, f"{PARTIAL_PREFIX}{secrets.token_hex(6)}{self.suffix}")
             try:
                 _link_anonymous(self._fd, staged, self._link_method)
@@ -198,6 +202,21 @@ class AtomicOutput:
         os.replace(self._named, self.target)
         self._named = None
         fsync_folder(self.folder)
+
+    def _link_new_target(self) -> bool:
+        """Give the unnamed file the target's name directly when that name is free (one atomic step)."""
+        if os.path.lexists(self.target):
+            return False
+        try:
+            _link_anonymous(self._fd, self.target, self._link_method)
+        except OSError as exc:
+            if exc.errno in _NO_ROOM:
+                raise
+            return False          # appeared meanwhile, or this link failed: take the staged path
+        os.close(self._fd)
+        self._fd = None
+        fsync_folder(self.folder)
+        return True
 
     def _adopt_replaced_file(self) -> None:
         """A writer may have replaced our temporary file by its own (created 0600): give that one our mode."""
@@ -329,16 +348,22 @@ def atomic_folder(path: PathLike) -> Iterator[Path]:
         raise
 
 
-def remove_unfinished_folders(parent: PathLike, name_prefix: str = "") -> int:
-    """Delete ``<name>.tmp-*`` folders under ``parent`` left by an :func:`atomic_folder` that was killed.
+def remove_unfinished(parent: PathLike) -> int:
+    """Delete what writers killed by ``SIGKILL`` or a power cut left directly in ``parent``: ``*.tmp-*``
+    folders of :func:`atomic_folder` and hidden ``.partial-*`` files. Returns how many.
 
-    Only call this where one process owns ``parent`` (e.g. a training run folder). Returns how many."""
+    Only call this where one process owns ``parent`` (e.g. a training run's checkpoint folder): in a
+    shared folder it could remove another process's write in progress."""
     parent = os.fspath(parent)
     if not os.path.isdir(parent):
         return 0
     removed = 0
     for entry in os.scandir(parent):
-        if entry.name.startswith(name_prefix) and FOLDER_TMP_INFIX in entry.name and entry.is_dir(follow_symlinks=False):
+        if FOLDER_TMP_INFIX in entry.name and entry.is_dir(follow_symlinks=False):
             shutil.rmtree(entry.path, ignore_errors=True)
-            removed += 1
+        elif entry.name.startswith(PARTIAL_PREFIX) and entry.is_file(follow_symlinks=False):
+            os.remove(entry.path)
+        else:
+            continue
+        removed += 1
     return removed

@@ -11,6 +11,7 @@ import errno
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -106,6 +107,11 @@ def _file_for_child(data: bytes) -> Iterator[Tuple[str, Tuple[int, ...]]]:
 def _ffmpeg_failure(proc: subprocess.Popen, log, path: str) -> OutputWriteError:
     log.seek(0)
     text = log.read().decode("utf-8", "replace").strip()
+    if proc.returncode is not None and proc.returncode < 0:
+        signal_number = -proc.returncode
+        if signal_number == getattr(signal, "SIGXFSZ", None):
+            text += "\nFile too large (the process file-size limit)"
+        text += f"\nffmpeg was stopped by signal {signal.Signals(signal_number).name}"
     tail = text[-1500:] or f"ffmpeg exited with code {proc.returncode}"
     for marker, code in (("No space left", errno.ENOSPC), ("Disk quota", errno.EDQUOT),
                          ("File too large", errno.EFBIG), ("Read-only file system", errno.EROFS)):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -198,5 +199,11 @@ def write_safetensors_atomic(tensors: Dict[str, torch.Tensor], path: str, metada
     from ..atomic_files import atomic_output
 
     with atomic_output(path) as out:
-        save_file(tensors, out.path, metadata=metadata)
+        try:
+            save_file(tensors, out.path, metadata=metadata)
+        except Exception as exc:  # noqa: BLE001 - safetensors reports a full disk as SafetensorError("... (os error 28)")
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None or isinstance(exc, OSError):
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), path) from exc
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -28,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..atomic_files import atomic_folder, atomic_output, atomic_write_text, remove_unfinished_folders
+from ..atomic_files import FOLDER_TMP_INFIX, atomic_folder, atomic_output, atomic_write_text, remove_unfinished
 from ..errors import CheckpointError
 
 STATE_FILE = "training_state.safetensors"
@@ -172,6 +173,10 @@ class CheckpointFolder:
         names = [n for n in self.names() if (self.root / n / STATE_FILE).is_file()]
         return self.root / names[-1] if names else None
 
+    def remove_unfinished(self) -> int:
+        """Delete the temporary folders and files a killed save left (this run owns the folder)."""
+        return remove_unfinished(self.root)
+
     def names(self) -> List[str]:
         if not self.root.is_dir():
             return []
@@ -189,31 +194,35 @@ class CheckpointFolder:
         3. the other folders of step N and all but the newest ``keep`` checkpoints are deleted.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        remove_unfinished_folders(self.root, "step_")
+        self.remove_unfinished()
         current = self.pointer.read_text(encoding="utf-8", errors="replace").strip() if self.pointer.is_file() else None
         candidates = [f"step_{step:07d}", f"step_{step:07d}.1"]
         free = [n for n in candidates if not os.path.lexists(self.root / n)]
         name = free[0] if free else next(n for n in candidates if n != current)
         final = self.root / name
         if not free:                # both taken: the one latest does not name is a same-step copy
-            _remove(final)
+            _discard(final)
         with atomic_folder(final) as tmp:
             write(tmp)
         atomic_write_text(self.pointer, name)
         for other in self.names():
             if other != name and checkpoint_step(other) == step:
-                shutil.rmtree(self.root / other, ignore_errors=True)
+                _discard(self.root / other)
         older = [n for n in self.names() if n != name]
         for old in older[: max(0, len(older) - max(0, keep - 1))]:
-            shutil.rmtree(self.root / old, ignore_errors=True)
+            _discard(self.root / old)
         return final
 
 
-def _remove(path: Path) -> None:
+def _discard(path: Path) -> None:
+    """Delete a checkpoint folder so that a kill mid-way never leaves a half-deleted ``step_*`` folder:
+    first rename it to a temporary name (swept by :func:`remove_unfinished` if the kill comes now)."""
     if path.is_symlink() or not path.is_dir():
         path.unlink()
-    else:
-        shutil.rmtree(path)
+        return
+    doomed = path.with_name(f"{path.name}{FOLDER_TMP_INFIX}{secrets.token_hex(6)}")
+    os.rename(path, doomed)
+    shutil.rmtree(doomed, ignore_errors=True)
 
 
 def legacy_state_error(path: Path) -> CheckpointError:

@@ -267,6 +267,8 @@ class Trainer:
         self.step, self.losses = 0, []
         self.run_id = secrets.token_hex(8)      # carried over on resume; tells this run's checkpoints apart
         self._resume()
+        if self.acc.is_main_process:            # what a save killed mid-way left behind
+            CheckpointFolder(self._ckpt_root()).remove_unfinished()
 
     # -- checkpoints ------------------------------------------------------------------------
 
