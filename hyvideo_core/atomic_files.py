@@ -94,7 +94,6 @@ def _explain(exc: OSError, target: str) -> OutputWriteError:
     what = exc.strerror or str(exc)
     err = OutputWriteError(exc.errno, f"could not write {target!r}: {what}; "
                                       f"{advice.get(exc.errno, 'check the output folder')}")
-    err.filename = target
     return err
 
 

@@ -121,7 +121,6 @@ def _ffmpeg_failure(proc: subprocess.Popen, log, path: str) -> OutputWriteError:
             break
     else:
         err = OutputWriteError(errno.EIO, f"ffmpeg could not encode {path!r}: {tail}")
-    err.filename = path
     return err
 
 

@@ -29,7 +29,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import torch
 
-from ..atomic_files import FOLDER_TMP_INFIX, atomic_folder, atomic_output, atomic_write_text, remove_unfinished
+from ..atomic_files import FOLDER_TMP_INFIX, atomic_folder, atomic_write_text, remove_unfinished
 from ..errors import CheckpointError
 
 STATE_FILE = "training_state.safetensors"
@@ -89,12 +89,11 @@ def _hashable(key: Any) -> Any:
 def save_training_state(state: dict, path: "str | os.PathLike", run: str = "") -> None:
     """Write ``state`` (nested dicts / lists / tuples of tensors, numbers, strings, NumPy arrays) atomically.
     ``run`` identifies the training run (readable cheaply with :func:`run_of`)."""
-    from safetensors.torch import save_file
+    from ..checkpoints.load import write_safetensors_atomic
 
     tensors: Dict[str, torch.Tensor] = {}
     structure = json.dumps(_encode(state, tensors, "state"))
-    with atomic_output(path) as out:
-        save_file(tensors, out.path, metadata={"format": _FORMAT, "run": run, "structure": structure})
+    write_safetensors_atomic(tensors, os.fspath(path), {"format": _FORMAT, "run": run, "structure": structure})
 
 
 def run_of(folder: "str | os.PathLike") -> Optional[str]:
@@ -157,6 +156,8 @@ class CheckpointFolder:
                 f"name like step_0000100 inside {self.root}); the pointer was edited or damaged. Write the name "
                 f"of one of {self.names()[-3:] or 'the step_* folders'} into it, or pass resume=<folder>")
         path = self.root / name
+        if (path / LEGACY_STATE_FILE).is_file() and not (path / STATE_FILE).is_file() and not path.is_symlink():
+            raise legacy_state_error(path)
         if not (path / STATE_FILE).is_file() or path.is_symlink():
             raise CheckpointError(
                 f"{self.pointer} names {name!r}, but {path} is not a checkpoint folder holding {STATE_FILE}; the "

@@ -123,7 +123,7 @@ def _ffmpeg_of(point_env_value: str):
 @pytest.mark.parametrize("k", range(1, VIDEO_POINTS + 1), ids=lambda k: f"kill-before-step-{k:02d}")
 @pytest.mark.parametrize("scenario", ["new-file", "replace"])
 def test_killed_video_write(video_kills, scenario, k):
-    from hyvideo_core.video_io import read_metadata, read_video, write_mp4
+    from hyvideo_core.video_io import read_video, write_mp4
 
     work, report = video_kills
     outcome = _outcome(report, scenario, k)
@@ -133,12 +133,13 @@ def test_killed_video_write(video_kills, scenario, k):
     assert wait_until(lambda: not _ffmpeg_of(marker)), f"{where}: ffmpeg outlived the killed writer"
 
     names = sorted(os.listdir(folder))
+    if outcome["outcome"] == "killed" and scenario == "new-file":
+        assert names == [], f"{where}: left {names}"
+    from hyvideo_core.video_io import read_metadata
     if outcome["outcome"] == "completed":
         assert names == ["video.mp4"], where
         assert read_metadata(folder / "video.mp4")["version"] == "new"
-    elif scenario == "new-file":
-        assert names == [], f"{where}: left {names}"
-    else:
+    elif scenario == "replace":
         previous = (work / "previous.mp4").read_bytes()
         if (folder / "video.mp4").read_bytes() != previous:
             assert read_metadata(folder / "video.mp4")["version"] == "new", where   # replaced: complete
