@@ -109,7 +109,8 @@ def test_malformed_tensor_shapes(tmp_path, damage):
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """A run folder with one committed checkpoint (step 1) and the cache it was trained on."""
-    from hyvideo_core.finetune.data import cache_dataset, toy_source
+    from hyvideo_core.finetune.data import cache_dataset
+    from hyvideo_core.toy.clip_source import toy_clips
     from hyvideo_core.finetune.trainer import train
     from hyvideo_core.vae import CausalVideoVAE
     from hyvideo_core.variants import get_variant
@@ -117,7 +118,7 @@ def trained_run(tmp_path_factory):
 
     base = tmp_path_factory.mktemp("trained")
     cache = str(base / "cache")
-    cache_dataset(cache, toy_source(2, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae),
+    cache_dataset(cache, toy_clips(2, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae),
                   fake_text, [(5, 32, 32)])
     train(train_config(cache, str(base / "run"), steps=1, ema_decay=0.0, mode="lora", lora_rank=2))
     return base, cache

@@ -113,14 +113,15 @@ def train_config(cache: str, output: str, **kw):
 
 
 def checkpoint_scenarios(workdir: Path, points: int) -> dict:
-    from hyvideo_core.finetune.data import cache_dataset, toy_source
+    from hyvideo_core.finetune.data import cache_dataset
+    from hyvideo_core.toy.clip_source import toy_clips
     from hyvideo_core.finetune.trainer import Trainer, train
     from hyvideo_core.vae import CausalVideoVAE
     from hyvideo_core.variants import get_variant
 
     torch.manual_seed(0)
     cache = str(workdir / "cache")
-    cache_dataset(cache, toy_source(4, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae).eval(),
+    cache_dataset(cache, toy_clips(4, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae).eval(),
                   fake_text, [(5, 32, 32)])
     result = {"reference_losses": train(train_config(cache, str(workdir / "reference"))).losses, "cache": cache}
     pristine = workdir / "pristine"

@@ -127,13 +127,14 @@ def test_checkpoint_save_on_a_full_disk_keeps_the_last_one(small_disk, tmp_path)
     from hyvideo_core.errors import OutputWriteError
     from hyvideo_core.finetune.checkpoint import CheckpointFolder
     from tests.robustness.faults.kill_harness import fake_text, train_config
-    from hyvideo_core.finetune.data import cache_dataset, toy_source
+    from hyvideo_core.finetune.data import cache_dataset
+    from hyvideo_core.toy.clip_source import toy_clips
     from hyvideo_core.finetune.trainer import Trainer
     from hyvideo_core.vae import CausalVideoVAE
     from hyvideo_core.variants import get_variant
 
     cache = str(tmp_path / "cache")
-    cache_dataset(cache, toy_source(2, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae),
+    cache_dataset(cache, toy_clips(2, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae),
                   fake_text, [(5, 32, 32)])
     disk = small_disk("24m")     # two checkpoints of the tiny model (9 MB each)
     trainer = Trainer(train_config(cache, str(disk / "run")))
@@ -227,7 +228,8 @@ def test_outputs_respect_the_umask(tmp_path, umask):
 
 
 def test_training_checkpoint_files_respect_the_umask(tmp_path):
-    from hyvideo_core.finetune.data import cache_dataset, toy_source
+    from hyvideo_core.finetune.data import cache_dataset
+    from hyvideo_core.toy.clip_source import toy_clips
     from hyvideo_core.finetune.trainer import train
     from hyvideo_core.vae import CausalVideoVAE
     from hyvideo_core.variants import get_variant
@@ -236,7 +238,7 @@ def test_training_checkpoint_files_respect_the_umask(tmp_path):
     old = os.umask(0o002)
     try:
         cache = str(tmp_path / "cache")
-        cache_dataset(cache, toy_source(2, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae),
+        cache_dataset(cache, toy_clips(2, seed=3, geometries=[(5, 32, 32)]), CausalVideoVAE(get_variant("tiny").vae),
                       fake_text, [(5, 32, 32)])
         train(train_config(cache, str(tmp_path / "run"), steps=1))
     finally:
@@ -296,14 +298,15 @@ def test_block_swap_leaves_nothing_in_the_temp_folder(tmp_path, end):
 def test_interrupted_caching_resumes_after_the_last_finished_clip(tmp_path):
     """Stopped after clip 3 of 5, the next run keeps clips 1-3 as written (same files) and ends with
     the manifest an uninterrupted run writes."""
-    from hyvideo_core.finetune.data import cache_dataset, toy_source
+    from hyvideo_core.finetune.data import cache_dataset
+    from hyvideo_core.toy.clip_source import toy_clips
     from hyvideo_core.vae import CausalVideoVAE
     from hyvideo_core.variants import get_variant
     from tests.robustness.faults.kill_harness import fake_text
 
     vae = CausalVideoVAE(get_variant("tiny").vae).eval()
     buckets = [(5, 32, 32)]
-    whole = cache_dataset(str(tmp_path / "whole"), toy_source(5, seed=3, geometries=buckets), vae, fake_text, buckets)
+    whole = cache_dataset(str(tmp_path / "whole"), toy_clips(5, seed=3, geometries=buckets), vae, fake_text, buckets)
 
     class Stop(Exception):
         pass
@@ -312,11 +315,11 @@ def test_interrupted_caching_resumes_after_the_last_finished_clip(tmp_path):
         if n == 3:
             raise Stop
     with pytest.raises(Stop):
-        cache_dataset(str(tmp_path / "cut"), toy_source(5, seed=3, geometries=buckets), vae, fake_text, buckets,
+        cache_dataset(str(tmp_path / "cut"), toy_clips(5, seed=3, geometries=buckets), vae, fake_text, buckets,
                       callback=stop_after_three)
     clips = tmp_path / "cut" / "clips"
     written = {p.name: p.stat().st_ino for p in clips.iterdir()}
     assert len(written) == 3
-    resumed = cache_dataset(str(tmp_path / "cut"), toy_source(5, seed=3, geometries=buckets), vae, fake_text, buckets)
+    resumed = cache_dataset(str(tmp_path / "cut"), toy_clips(5, seed=3, geometries=buckets), vae, fake_text, buckets)
     assert {p.name: p.stat().st_ino for p in clips.iterdir() if p.name in written} == written   # not re-encoded
     assert resumed == whole
