@@ -3,7 +3,6 @@ and nothing in them runs."""
 import os
 import pickle
 import shutil
-import zipfile
 from pathlib import Path
 
 import pytest

@@ -52,10 +52,13 @@ def video_kills(tmp_path_factory):
     return _run("video", VIDEO_POINTS, tmp_path_factory)
 
 
-def _outcome(report, scenario, k):
+def _point(kills, scenario, k):
+    """(work folder, report, this kill's outcome, the folder it left, a label for messages)."""
+    work, report = kills
     outcome = report[scenario][str(k)]
     assert outcome["outcome"] in ("killed", "completed"), outcome
-    return outcome
+    where = f"{scenario}, killed before {outcome.get('before', 'nothing: completed')}"
+    return work, report, outcome, work / scenario / f"point_{k:02d}", where
 
 
 @pytest.mark.parametrize("kind, points, scenarios", [("checkpoint", CHECKPOINT_POINTS, ("new-step", "same-step")),
@@ -75,11 +78,8 @@ def _checkpoint_weights(folder: Path):
 @pytest.mark.parametrize("k", range(1, CHECKPOINT_POINTS + 1), ids=lambda k: f"kill-before-step-{k:02d}")
 @pytest.mark.parametrize("scenario", ["new-step", "same-step"])
 def test_killed_checkpoint_save(checkpoint_kills, scenario, k):
-    work, report = checkpoint_kills
-    outcome = _outcome(report, scenario, k)
-    run = work / scenario / f"point_{k:02d}"
+    work, report, outcome, run, where = _point(checkpoint_kills, scenario, k)
     root = run / "checkpoints"
-    where = f"{scenario}, killed before {outcome.get('before', 'nothing: completed')}"
 
     # the pointer names a complete checkpoint of this run folder, at the saved step or the one before
     name = (root / "latest").read_text().strip()
@@ -125,10 +125,7 @@ def _ffmpeg_of(point_env_value: str):
 def test_killed_video_write(video_kills, scenario, k):
     from hyvideo_core.video_io import read_video, write_mp4
 
-    work, report = video_kills
-    outcome = _outcome(report, scenario, k)
-    folder = work / scenario / f"point_{k:02d}"
-    where = f"{scenario}, killed before {outcome.get('before', 'nothing: completed')}"
+    work, report, outcome, folder, where = _point(video_kills, scenario, k)
     marker = f"HARNESS_LAST_STEP={work / f'last_step_{k:02d}.txt'}"
     assert wait_until(lambda: not _ffmpeg_of(marker)), f"{where}: ffmpeg outlived the killed writer"
 

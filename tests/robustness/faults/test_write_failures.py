@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from tests.robustness.checks import ffmpeg_children, used_bytes, wait_until
 
