@@ -61,7 +61,7 @@ _FOLDER_MODE = 0o777
 # errors that mean "this output cannot be written here"; EACCES/EPERM only while creating the temporary
 # file or folder (inside the body they may be about a file the writer reads)
 _NO_ROOM = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-_AT_FDCWD, _AT_EMPTY_PATH, _AT_SYMLINK_FOLLOW = -100, 0x1000, 0x400
+_AT_FDCWD, _AT_EMPTY_PATH = -100, 0x1000
 
 
 def _no_inherit() -> int:
@@ -92,9 +92,8 @@ def _explain(exc: OSError, target: str) -> OutputWriteError:
               errno.EACCES: "you may not write to this folder; fix its permissions or choose another",
               errno.EPERM: "you may not write to this folder; fix its permissions or choose another"}
     what = exc.strerror or str(exc)
-    err = OutputWriteError(exc.errno, f"could not write {target!r}: {what}; "
-                                      f"{advice.get(exc.errno, 'check the output folder')}")
-    return err
+    return OutputWriteError(exc.errno, f"could not write {target!r}: {what}; "
+                                       f"{advice.get(exc.errno, 'check the output folder')}")
 
 
 # -- publishing an unnamed (O_TMPFILE) file --------------------------------------------------------------------
@@ -125,19 +124,24 @@ def _anonymous_file(folder: str) -> Tuple[Optional[int], Optional[str]]:
             return None, None
         raise
     if device not in _LINK_METHOD:
-        _LINK_METHOD[device] = None
+        found, transient = None, False
         for method in ("proc", "empty_path"):
             probe = os.open(folder, os.O_TMPFILE | os.O_RDWR | _no_inherit(), _FILE_MODE)
             name = os.path.join(folder, f"{PARTIAL_PREFIX}probe-{secrets.token_hex(6)}")
             try:
                 _link_anonymous(probe, name, method)
                 os.remove(name)
-                _LINK_METHOD[device] = method
+                found = method
                 break
-            except (OSError, AttributeError):
+            except (OSError, AttributeError) as exc:
+                transient = transient or getattr(exc, "errno", None) in _NO_ROOM   # a full disk says nothing
                 continue
             finally:
                 os.close(probe)
+        if found is None and transient:
+            os.close(fd)
+            return None, None
+        _LINK_METHOD[device] = found
     if _LINK_METHOD[device] is None:
         os.close(fd)
         return None, None
