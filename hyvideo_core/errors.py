@@ -29,6 +29,10 @@ class UnsafeCheckpointError(CheckpointError):
     """A pickle checkpoint needs arbitrary code execution to load; refused."""
 
 
+class OutputWriteError(HyVideoError, OSError):
+    """An output file or folder could not be written (full disk, quota, read-only or forbidden folder)."""
+
+
 class BackendUnavailableError(HyVideoError):
     """An attention backend (or other optional accelerator) was required but is missing."""
 

@@ -1,19 +1,32 @@
-"""Reading and writing video files through imageio-ffmpeg (H.264 .mp4).
+"""Reading and writing video files through the ffmpeg binary of imageio-ffmpeg (H.264 .mp4).
 
-Frames are (F, H, W, 3) uint8. Writes go to a temporary file that is renamed into place
-only when complete, so an interrupted or failed write never leaves a partial video.
+Frames are (F, H, W, 3) uint8. A video is written through :func:`~hyvideo_core.atomic_files.atomic_stream`:
+ffmpeg encodes into a file that gets its name only when complete, so a failed, interrupted or killed
+write never leaves a partial video (and never an ffmpeg process). Metadata (prompt, workflow) goes to
+ffmpeg as an ffmetadata file, not on its command line, so it may be any size.
 """
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
+import signal
+import subprocess
+import sys
 import tempfile
-from typing import Optional, Tuple
+from contextlib import contextmanager
+from fractions import Fraction
+from typing import Iterable, Iterator, Optional, Tuple, Union
 
 import numpy as np
 import torch
 
-from .errors import InputError
+from .atomic_files import atomic_stream
+from .errors import InputError, OutputWriteError
+
+Frames = Union[np.ndarray, Iterable[np.ndarray]]
+METADATA_TAG = "comment"     # the container tag holding the metadata JSON
 
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
@@ -24,53 +37,218 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     return frames.permute(1, 2, 3, 0).contiguous().cpu().numpy()
 
 
-def write_mp4(frames: np.ndarray, path: str | os.PathLike, fps: float = 24.0, quality: float = 8.0,
-              metadata: Optional[dict] = None) -> str:
-    """Encode (F, H, W, 3) uint8 frames as H.264 (yuv420p, playable everywhere).
+def _check_frame(frame, shape=None) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[-1] != 3 or frame.dtype != np.uint8:
+        raise InputError(f"expected frames (H, W, 3) uint8, found {frame.shape} {frame.dtype}")
+    if shape is not None and frame.shape != shape:
+        raise InputError(f"every frame must have the first frame's size {shape}; found {frame.shape}")
+    return frame
 
-    ``quality`` is imageio-ffmpeg's 0..10 scale (10 = best). ``metadata`` (e.g. prompt and
-    workflow) is stored as JSON in the container's ``comment`` tag."""
+
+def _first_frame(frames: Frames) -> Tuple[np.ndarray, Iterator[np.ndarray]]:
+    if isinstance(frames, (np.ndarray, torch.Tensor)):
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+            raise InputError(f"expected frames (F, H, W, 3) uint8, found {frames.shape} {frames.dtype}")
+    rest = iter(frames)
+    first = next(rest, None)
+    if first is None:
+        raise InputError("no frames to write: a video needs at least one frame")
+    return _check_frame(first), rest
+
+
+def _escape_ffmetadata(text: str) -> str:
+    return "".join("\\" + c if c in "=;#\\\n" else c for c in text)
+
+
+def _unescape_ffmetadata(text: str) -> dict:
+    tags, key, value, escaped, in_key = {}, [], [], False, True
+    for c in text.split("\n", 1)[1] if text.startswith(";FFMETADATA") else text:
+        if escaped:
+            (key if in_key else value).append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == "\n":
+            if not in_key:
+                tags["".join(key)] = "".join(value)
+            key, value, in_key = [], [], True
+        elif c == "=" and in_key:
+            in_key = False
+        else:
+            (key if in_key else value).append(c)
+    if not in_key:
+        tags["".join(key)] = "".join(value)
+    return tags
+
+
+@contextmanager
+def _file_for_child(data: bytes) -> Iterator[Tuple[str, Tuple[int, ...]]]:
+    """``data`` in a file a child process can open: (path in the child, fds to pass). Unnamed where
+    the platform allows, so nothing stays in the temp folder even if this process is killed."""
+    if os.name == "posix":
+        with tempfile.TemporaryFile() as f:
+            f.write(data)
+            f.flush()
+            f.seek(0)
+            fd = f.fileno()
+            yield (f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else f"/dev/fd/{fd}"), (fd,)
+        return
+    f = tempfile.NamedTemporaryFile(delete=False, suffix=".txt")
+    try:
+        f.write(data)
+        f.close()
+        yield f.name, ()
+    finally:
+        os.remove(f.name)
+
+
+def _ffmpeg_failure(proc: subprocess.Popen, log, path: str) -> OutputWriteError:
+    log.seek(0)
+    text = log.read().decode("utf-8", "replace").strip()
+    if proc.returncode is not None and proc.returncode < 0:
+        signal_number = -proc.returncode
+        if signal_number == getattr(signal, "SIGXFSZ", None):
+            text += "\nFile too large (the process file-size limit)"
+        text += f"\nffmpeg was stopped by signal {signal.Signals(signal_number).name}"
+    tail = text[-1500:] or f"ffmpeg exited with code {proc.returncode}"
+    for marker, code in (("No space left", errno.ENOSPC), ("Disk quota", errno.EDQUOT),
+                         ("File too large", errno.EFBIG), ("Read-only file system", errno.EROFS)):
+        if marker in text:
+            err = OutputWriteError(code, f"could not write {path!r}: {os.strerror(code)}; free disk space or "
+                                         f"choose a writable output folder (ffmpeg said: {tail})")
+            break
+    else:
+        err = OutputWriteError(errno.EIO, f"ffmpeg could not encode {path!r}: {tail}")
+    return err
+
+
+def _send(proc: subprocess.Popen, data, log, path: str) -> None:
+    """One frame to ffmpeg (None: end of input); a dead ffmpeg becomes an error saying why it stopped."""
+    try:
+        if data is None:
+            proc.stdin.close()
+        else:
+            proc.stdin.write(data)
+    except OSError:        # BrokenPipeError and friends: ffmpeg has exited
+        proc.wait()
+        raise _ffmpeg_failure(proc, log, path) from None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass
+    proc.wait()
+
+
+def write_mp4(frames: Frames, path: str | os.PathLike, fps: float = 24.0, quality: float = 8.0,
+              metadata: Optional[dict] = None) -> str:
+    """Encode frames as H.264 .mp4 (yuv420p, playable everywhere), atomically.
+
+    ``frames``: an (F, H, W, 3) uint8 array, or any iterable of (H, W, 3) uint8 frames (streamed:
+    a generator never has to hold the whole video). ``quality`` is 0..10 (10 = best; CRF 51..0).
+    ``metadata`` (e.g. prompt and workflow, any size) is stored as JSON in the container's ``comment``
+    tag; :func:`read_metadata` reads it back. Nothing appears at ``path`` unless the whole video was
+    written; a failure raises (InputError for bad frames, OutputWriteError for a full disk or a
+    read-only folder) and leaves no file and no ffmpeg process behind."""
     import imageio_ffmpeg
 
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-        raise InputError(f"expected frames (F, H, W, 3) uint8, found {frames.shape} {frames.dtype}")
-    f, h, w, _ = frames.shape
-    if h % 2 or w % 2:
-        raise InputError(f"H.264 needs even width and height, found {w}×{h}")
+    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        raise InputError(f"fps must be a positive number, found {fps!r}")
+    if not (isinstance(quality, (int, float)) and 0 <= quality <= 10):
+        raise InputError(f"quality must be between 0 and 10 (10 = best), found {quality!r}")
+    first, rest = _first_frame(frames)
+    h, w, _ = first.shape
+    if h % 2 or w % 2 or not h or not w:
+        raise InputError(f"H.264 needs a positive even width and height, found {w}×{h}")
     path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".mp4", dir=directory)
-    os.close(fd)
-    extra = ["-movflags", "+faststart"]
+    meta = b""
     if metadata:
-        extra += ["-metadata", "comment=" + json.dumps(metadata, separators=(",", ":"))]
-    try:
-        writer = imageio_ffmpeg.write_frames(tmp, (w, h), fps=fps, codec="libx264", quality=quality,
-                                             pix_fmt_out="yuv420p", macro_block_size=1, output_params=extra)
-        writer.send(None)
-        for frame in frames:
-            writer.send(np.ascontiguousarray(frame))
-        writer.close()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+        try:
+            text = json.dumps(metadata, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"metadata must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from None
+        meta = (";FFMETADATA1\n" + METADATA_TAG + "=" + _escape_ffmetadata(text) + "\n").encode("utf-8")
+    rate = str(Fraction(fps).limit_denominator(1_000_000))
+    with atomic_stream(path) as out, _file_for_child(meta) as (meta_path, meta_fds), \
+            tempfile.TemporaryFile() as log:
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}", "-pix_fmt", "rgb24", "-r", rate,
+               "-i", "pipe:0"]
+        if metadata:
+            cmd += ["-f", "ffmetadata", "-i", meta_path, "-map", "0:v", "-map_metadata", "1"]
+        cmd += ["-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int((1 - quality / 10) * 51)),
+                "-movflags", "+faststart", "-f", "mp4", out.child_path]
+        proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
+                                pass_fds=out.pass_fds + (meta_fds if metadata else ()),
+                                **({"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}))
+        try:
+            frame = first
+            while frame is not None:
+                _send(proc, np.ascontiguousarray(frame).data, log, path)
+                frame = next(rest, None)
+                if frame is not None:
+                    frame = _check_frame(frame, first.shape)
+            _send(proc, None, log, path)
+            if proc.wait() != 0:
+                raise _ffmpeg_failure(proc, log, path)
+        finally:
+            _stop(proc)
     return path
+
+
+def read_metadata(path: str | os.PathLike) -> dict:
+    """The metadata dict :func:`write_mp4` stored in ``path`` ({} when there is none)."""
+    import imageio_ffmpeg
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise InputError(f"video file not found: {path!r}")
+    proc = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-i", path,
+                           "-f", "ffmetadata", "pipe:1"], capture_output=True, timeout=120)
+    if proc.returncode != 0:
+        raise InputError(f"could not read {path!r} as a video: {proc.stderr.decode('utf-8', 'replace')[-500:]}")
+    raw = _unescape_ffmetadata(proc.stdout.decode("utf-8", "replace")).get(METADATA_TAG)
+    if raw is None:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        return {METADATA_TAG: raw}     # a comment some other program wrote
+    return value if isinstance(value, dict) else {METADATA_TAG: value}
+
+
+@contextmanager
+def _decoded_frames(path: str) -> Iterator[Tuple[Iterator[np.ndarray], float, Tuple[int, int]]]:
+    """Frames one at a time as ffmpeg decodes them, the frame rate and (H, W); stops ffmpeg on leaving."""
+    import imageio_ffmpeg
+
+    try:
+        reader = imageio_ffmpeg.read_frames(path)
+        meta = next(reader)
+    except (OSError, RuntimeError, StopIteration) as exc:
+        raise InputError(f"could not read video {path!r} ({str(exc).strip().splitlines()[0] if str(exc) else exc!r}); "
+                         f"re-encode it as H.264 .mp4") from None
+    w, h = meta["size"]
+    try:
+        yield (np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader), float(meta["fps"]), (h, w)
+    finally:
+        reader.close()
 
 
 def read_video(path: str | os.PathLike) -> Tuple[np.ndarray, float]:
     """Decode a video file to (F, H, W, 3) uint8 frames and its frame rate."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(os.fspath(path))
-    meta = reader.__next__()
-    w, h = meta["size"]
-    frames = [np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3) for buf in reader]
-    return np.stack(frames) if frames else np.zeros((0, h, w, 3), np.uint8), float(meta["fps"])
-
+    path = os.fspath(path)
+    with _decoded_frames(path) as (frames, fps, (h, w)):
+        kept = list(frames)
+    if not kept:
+        return np.zeros((0, h, w, 3), np.uint8), fps
+    return np.stack(kept), fps
 
 
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".mov", ".avi", ".gif")
@@ -80,19 +258,24 @@ def load_frames(path: str | os.PathLike, *, skip_first: int = 0, every_nth: int 
                 four_n_plus_one: bool = False) -> Tuple[np.ndarray, float]:
     """Decode ``path`` and select frames: skip ``skip_first``, keep every ``every_nth``, at most
     ``max_frames`` (0 = all), optionally trimmed to the largest 4n+1 count the VAE accepts.
+    Decoding stops as soon as ``max_frames`` are kept, and only kept frames are held in memory.
     Returns (F, H, W, 3) uint8 frames and the resulting frame rate."""
+    path = os.fspath(path)
     if not os.path.isfile(path):
-        raise InputError(f"video file not found: {os.fspath(path)!r}")
+        raise InputError(f"video file not found: {path!r}")
     if every_nth < 1 or skip_first < 0 or max_frames < 0:
         raise InputError(f"expected skip_first >= 0, every_nth >= 1, max_frames >= 0; found "
                          f"{skip_first}, {every_nth}, {max_frames}")
-    frames, fps = read_video(path)
-    frames = frames[skip_first::every_nth]
-    if max_frames:
-        frames = frames[:max_frames]
-    if four_n_plus_one and len(frames):
-        frames = frames[: (len(frames) - 1) // 4 * 4 + 1]
-    if not len(frames):
-        raise InputError(f"{os.fspath(path)!r}: no frames left after skipping {skip_first} and keeping every "
+    kept = []
+    with _decoded_frames(path) as (frames, fps, _):
+        for index, frame in enumerate(frames):
+            if index >= skip_first and (index - skip_first) % every_nth == 0:
+                kept.append(frame)
+                if max_frames and len(kept) == max_frames:
+                    break
+    if four_n_plus_one and kept:
+        kept = kept[: (len(kept) - 1) // 4 * 4 + 1]
+    if not kept:
+        raise InputError(f"{path!r}: no frames left after skipping {skip_first} and keeping every "
                          f"{every_nth}th; lower skip_first")
-    return frames, fps / every_nth
+    return np.stack(kept), fps / every_nth

@@ -188,6 +188,7 @@ class TrainLoRA:
         import folder_paths
         import torch
 
+        from ..hyvideo_core.atomic_files import atomic_copy
         from ..hyvideo_core.checkpoints.detect import detect_variant
         from ..hyvideo_core.checkpoints.load import open_native
         from ..hyvideo_core.finetune.loss_plot import render_loss_plot
@@ -213,10 +214,7 @@ class TrainLoRA:
             # ComfyUI runs nodes under torch.inference_mode(); training needs autograd back.
             with torch.inference_mode(False), torch.enable_grad():
                 result = train(cfg, callback=step_progress(steps))
-            os.makedirs(os.path.dirname(destination), exist_ok=True)
-            partial = destination + ".partial"
-            shutil.copyfile(os.path.join(result.checkpoint, "lora.safetensors"), partial)
-            os.replace(partial, destination)
+            atomic_copy(os.path.join(result.checkpoint, "lora.safetensors"), destination)
         finally:
             shutil.rmtree(run, ignore_errors=True)
             comfy.model_management.soft_empty_cache()

@@ -146,7 +146,7 @@ def stage_vae(args, work: Path) -> None:
     network is a per-frame 2D autoencoder (which learns several times faster than with live time
     taps; see the module docstring). (2) Video: 5-frame clips, the time taps released with their
     Adam steps scaled by --tap-alpha."""
-    from hyvideo_core.finetune.checkpoint import atomic_torch_save
+    from hyvideo_core.atomic_files import atomic_stream
     from hyvideo_core.vae import CausalVideoVAE, load_vae, save_vae
 
     torch.manual_seed(SEED)
@@ -204,7 +204,8 @@ def stage_vae(args, work: Path) -> None:
                               "lr": lr, "s_per_step": round((time.time() - t0) / 25, 3)})
             t0 = time.time()
         if step % 100 == 0 or step == args.steps:
-            atomic_torch_save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, state_path)
+            with atomic_stream(state_path) as out:     # read back with weights_only=True above
+                torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, out.path)
             save_vae(vae, work / "vae.safetensors")
             if step % 250 == 0 or step == args.steps:
                 vae.eval()

@@ -33,6 +33,20 @@ def _count_blocks(keys, prefix: str) -> int:
     return max(indices) + 1 if indices else 0
 
 
+def _shape(source: TensorSource, key: str, rank: int) -> tuple:
+    """``key``'s shape, checked to have ``rank`` positive dimensions (a damaged file fails here, clearly)."""
+    if key not in source:
+        raise UnknownCheckpointError(
+            f"{source.path!r} has 'img_in.proj.weight' but no {key!r}: it is an incomplete or modified "
+            f"HunyuanVideo transformer; re-download or re-export it.")
+    found = tuple(source.shape(key))
+    if len(found) != rank or min(found, default=0) < 1:
+        raise UnknownCheckpointError(
+            f"{source.path!r}: tensor {key!r} has shape {found}, expected {rank} non-empty dimensions; the file "
+            f"is damaged or not a HunyuanVideo transformer; re-download or re-export it.")
+    return found
+
+
 def derive_config(source: TensorSource) -> Dict[str, object]:
     """Architecture fields read off a native-layout source."""
     keys = source.keys()
@@ -42,14 +56,18 @@ def derive_config(source: TensorSource) -> Dict[str, object]:
         raise UnknownCheckpointError(
             f"{source.path!r} is not a HunyuanVideo transformer (expected 'img_in.proj.weight' and the "
             f"official block keys); {found}.")
-    hidden, in_ch, pt, ph, pw = source.shape("img_in.proj.weight")
-    head_dim = source.shape("double_blocks.0.img_attn_q_norm.weight")[0] if "double_blocks.0.img_attn_q_norm.weight" in source \
-        else source.shape("single_blocks.0.q_norm.weight")[0]
-    mlp_rows = (source.shape("double_blocks.0.img_mlp.fc1.weight")[0] if "double_blocks.0.img_mlp.fc1.weight" in source
-                else source.shape("single_blocks.0.linear1.weight")[0] - 3 * hidden)
+    hidden, in_ch, pt, ph, pw = _shape(source, "img_in.proj.weight", 5)
+    q_norm = ("double_blocks.0.img_attn_q_norm.weight" if "double_blocks.0.img_attn_q_norm.weight" in source
+              else "single_blocks.0.q_norm.weight")
+    head_dim = _shape(source, q_norm, 1)[0]
+    mlp_rows = (_shape(source, "double_blocks.0.img_mlp.fc1.weight", 2)[0]
+                if "double_blocks.0.img_mlp.fc1.weight" in source
+                else _shape(source, "single_blocks.0.linear1.weight", 2)[0] - 3 * hidden)
+    final, text, pooled = (_shape(source, k, 2) for k in ("final_layer.linear.weight", "txt_in.input_embedder.weight",
+                                                          "vector_in.in_layer.weight"))
     return {
         "in_channels": in_ch,
-        "out_channels": source.shape("final_layer.linear.weight")[0] // (pt * ph * pw),
+        "out_channels": final[0] // (pt * ph * pw),
         "hidden_size": hidden,
         "heads_num": hidden // head_dim,
         "double_depth": _count_blocks(keys, "double_blocks."),
@@ -57,8 +75,8 @@ def derive_config(source: TensorSource) -> Dict[str, object]:
         "refiner_depth": _count_blocks(keys, "txt_in.individual_token_refiner.blocks."),
         "mlp_width_ratio": mlp_rows / hidden,
         "patch_size": (pt, ph, pw),
-        "text_states_dim": source.shape("txt_in.input_embedder.weight")[1],
-        "text_states_dim_2": source.shape("vector_in.in_layer.weight")[1],
+        "text_states_dim": text[1],
+        "text_states_dim_2": pooled[1],
         "guidance_embed": "guidance_in.mlp.0.weight" in source,
         "qkv_bias": "double_blocks.0.img_attn_qkv.bias" in source or "single_blocks.0.linear1.bias" in source,
     }

@@ -101,17 +101,61 @@ def load_pickle_weights(path: str) -> Dict[str, torch.Tensor]:
     mmap = zipfile.is_zipfile(path)   # legacy (non-zip) pickles cannot be memory-mapped
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        raise UnsafeCheckpointError(
-            f"{path!r} needs arbitrary code execution to unpickle, which this loader refuses "
-            f"(torch.load weights_only=True said: {str(exc).splitlines()[0]}). Convert it once in a "
-            f"trusted environment to .safetensors, e.g. `python -m hyvideo_core convert IN OUT.safetensors`, "
-            f"after loading it yourself.") from exc
     except Exception as exc:  # noqa: BLE001 - garbage bytes fail anywhere in the unpickler (IndexError, KeyError, ...)
+        needs = _globals_needing_code(path) if isinstance(exc, pickle.UnpicklingError) else []
+        if needs:
+            raise UnsafeCheckpointError(
+                f"{path!r} needs arbitrary code execution to unpickle ({', '.join(needs[:4])}), which this loader "
+                f"refuses. Convert it once in a trusted environment to .safetensors, e.g. `python -m hyvideo_core "
+                f"convert IN OUT.safetensors`, after loading it yourself.") from exc
+        if isinstance(exc, pickle.UnpicklingError):
+            detail = "its bytes are not a readable pickle"
+        else:
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"could not read {path!r} as a PyTorch checkpoint: {exc}. The file is corrupt or "
-            f"truncated; re-download or re-export it.") from exc
+            f"could not read {path!r} as a PyTorch checkpoint ({detail[:200]}): the file is corrupt or truncated, or "
+            f"not a checkpoint at all; re-download or re-export it.") from exc
     return _unwrap(obj, path)
+
+
+# globals torch's weights_only loader accepts; anything else a pickle names needs code execution
+_SAFE_GLOBAL_PREFIXES = ("torch.", "collections.OrderedDict", "builtins.set", "builtins.frozenset",
+                         "builtins.bytearray", "_codecs.encode")
+
+
+def _globals_needing_code(path: str) -> List[str]:
+    """The ``module.name`` globals (beyond torch's tensor machinery) the pickle in ``path`` refers to;
+    empty when ``path`` holds no well-formed pickle. Parsed with pickletools: nothing is executed."""
+    import io
+    import pickletools
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+                if member is None:
+                    return []
+                data = archive.read(member)
+        else:
+            with open(path, "rb") as f:     # legacy format: its pickles come first, then raw storages
+                data = f.read(64 << 20)
+    except (OSError, zipfile.BadZipFile, RuntimeError, ValueError):
+        return []
+    stream, names = io.BytesIO(data), []
+    while stream.tell() < len(data):
+        found, strings = [], []
+        try:
+            for op, arg, _ in pickletools.genops(stream):
+                if op.name == "GLOBAL":
+                    found.append(str(arg).replace(" ", "."))
+                elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    found.append(f"{strings[-2]}.{strings[-1]}")
+                elif isinstance(arg, str):
+                    strings.append(arg)
+        except Exception:  # noqa: BLE001 - not (or no longer) a pickle: keep what complete pickles named
+            break
+        names += found
+    return [n for n in dict.fromkeys(names) if not n.startswith(_SAFE_GLOBAL_PREFIXES)]
 
 
 SUPPORTED_SUFFIXES = (".safetensors", ".sft", ".pt", ".pth", ".bin", ".ckpt")

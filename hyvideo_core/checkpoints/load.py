@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import re
 from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
@@ -193,17 +193,17 @@ def save_transformer(model: HunyuanVideoTransformer, path: str | os.PathLike, la
 
 
 def write_safetensors_atomic(tensors: Dict[str, torch.Tensor], path: str, metadata: Optional[dict] = None) -> None:
+    """``safetensors.torch.save_file`` through :func:`~hyvideo_core.atomic_files.atomic_output`."""
     from safetensors.torch import save_file
 
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".safetensors", dir=directory)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    from ..atomic_files import atomic_output
+
+    with atomic_output(path) as out:
+        try:
+            save_file(tensors, out.path, metadata=metadata)
+        except Exception as exc:  # noqa: BLE001 - safetensors reports a full disk as SafetensorError("... (os error 28)")
+            code = re.search(r"os error (\d+)", str(exc))
+            if code is None or isinstance(exc, OSError):
+                raise
+            raise OSError(int(code.group(1)), os.strerror(int(code.group(1))), path) from exc
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
@@ -25,8 +24,8 @@ import numpy as np
 import torch
 
 from ..errors import CheckpointError, InputError
+from ..atomic_files import atomic_write_text
 from ..video_io import VIDEO_EXTENSIONS, read_video
-from .checkpoint import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +152,11 @@ def cache_dataset(out_dir: str, clips: ClipSource, vae, encode_text: TextEncodeF
                   buckets: Sequence[Bucket], skip_short: bool = False, batch: int = 1,
                   callback: Optional[Callable[[int], None]] = None) -> dict:
     """Encode every clip into ``out_dir`` (latents with the VAE, captions with ``encode_text``).
-    Existing entries are kept, so an interrupted cache run continues where it stopped; a
-    finished cache made with other buckets is an error (pick another folder). ``callback(n)``
-    is called after each clip with the number of clips handled so far; it may raise to stop."""
-    from safetensors.torch import save_file
+    Each clip file is written atomically and existing ones are kept, so an interrupted cache run
+    continues where it stopped, losing at most the clip in progress; a finished cache made with
+    other buckets is an error (pick another folder). ``callback(n)`` is called after each clip with
+    the number of clips handled so far; it may raise to stop."""
+    from ..checkpoints.load import write_safetensors_atomic
 
     out = Path(out_dir)
     manifest_path = out / "cache.json"
@@ -183,6 +183,13 @@ def cache_dataset(out_dir: str, clips: ClipSource, vae, encode_text: TextEncodeF
             if callback is not None:
                 callback(count)
             continue
+        finished = _finished_clip_entry(out, clip, wanted)
+        if finished is not None:          # written by an interrupted run after its last manifest update
+            manifest["entries"].append(finished)
+            done.add(clip.id)
+            if callback is not None:
+                callback(count)
+            continue
         f, h, w, _ = clip.frames.shape
         try:
             bucket = assign_bucket(f, h, w, buckets, name=f"clip {clip.id!r}")
@@ -199,10 +206,9 @@ def cache_dataset(out_dir: str, clips: ClipSource, vae, encode_text: TextEncodeF
             latents = vae.encode(video[None].to(vae.device, vae.dtype), tile=False)[0].float().cpu()
         states, pooled = text(clip.caption)
         name = f"clips/{clip.id}.safetensors"
-        tmp = out / (name + ".partial")
-        save_file({"latents": latents.contiguous(), "text_states": states, "text_states_2": pooled}, str(tmp),
-                  metadata={"caption": clip.caption, "bucket": "x".join(map(str, bucket))})
-        os.replace(tmp, out / name)
+        write_safetensors_atomic({"latents": latents.contiguous(), "text_states": states, "text_states_2": pooled},
+                                 str(out / name), metadata={"caption": clip.caption,
+                                                            "bucket": "x".join(map(str, bucket))})
         manifest["entries"].append({"id": clip.id, "file": name, "caption": clip.caption, "bucket": list(bucket),
                                     "latent_shape": list(latents.shape)})
         if len(manifest["entries"]) % 50 == 0:
@@ -215,13 +221,33 @@ def cache_dataset(out_dir: str, clips: ClipSource, vae, encode_text: TextEncodeF
         raise InputError(f"no clip could be cached: all {skipped} clips are shorter than every bucket {list(buckets)}")
     null_states, null_mask, null_pooled = encode_text([""])
     n = max(1, int(null_mask[0].sum()))
-    save_file({"text_states": null_states[0, :n].contiguous(), "text_states_2": null_pooled[0].contiguous()},
-              str(out / "null.safetensors"))
+    write_safetensors_atomic({"text_states": null_states[0, :n].contiguous(),
+                              "text_states_2": null_pooled[0].contiguous()}, str(out / "null.safetensors"))
     manifest.update(scaling_factor=float(vae.scaling_factor), buckets=[list(b) for b in buckets],
                     text_states_dim=int(null_states.shape[-1]), text_states_dim_2=int(null_pooled.shape[-1]),
                     skipped=skipped)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=0))
     return manifest
+
+
+def _finished_clip_entry(out: Path, clip: RawClip, buckets: List[List[int]]) -> Optional[dict]:
+    """The manifest entry of a clip file already on disk (complete: clip files are written atomically),
+    or None when there is none or it was made with another caption or bucket list."""
+    from safetensors import safe_open
+
+    name = f"clips/{clip.id}.safetensors"
+    if not (out / name).is_file():
+        return None
+    try:
+        with safe_open(str(out / name), framework="pt") as f:
+            meta = f.metadata() or {}
+            shape = list(f.get_slice("latents").get_shape())
+        bucket = [int(v) for v in meta["bucket"].split("x")]
+    except Exception:  # noqa: BLE001 - a damaged file is simply encoded again
+        return None
+    if meta.get("caption") != clip.caption or bucket not in buckets:
+        return None
+    return {"id": clip.id, "file": name, "caption": clip.caption, "bucket": bucket, "latent_shape": shape}
 
 
 # ------------------------------------------------------------------------------------------

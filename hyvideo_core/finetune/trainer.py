@@ -19,9 +19,8 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
-import shutil
+import secrets
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -30,8 +29,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
+from ..atomic_files import atomic_write_text
 from ..errors import InputError
-from .checkpoint import atomic_torch_save, atomic_write_text
+from .checkpoint import (LEGACY_STATE_FILE, STATE_FILE, CheckpointFolder, legacy_state_error, load_training_state,
+                         save_training_state)
 from .data import BucketBatchSampler, CachedDataset, collate
 from .ema import EMA
 from .flow import flow_matching_loss, noisy_latents, sample_sigmas, velocity_target
@@ -284,7 +285,10 @@ class Trainer:
             raise InputError(f"guided_target is for guidance-distilled models (embedded guidance); variant "
                              f"{cfg.variant!r} has none: train it on the plain data target")
         self.step, self.losses = 0, []
+        self.run_id = secrets.token_hex(8)      # carried over on resume; tells this run's checkpoints apart
         self._resume()
+        if self.acc.is_main_process:            # what a save killed mid-way left behind
+            CheckpointFolder(self._ckpt_root()).remove_unfinished()
 
     # -- checkpoints ------------------------------------------------------------------------
 
@@ -292,12 +296,8 @@ class Trainer:
         return self.out / "checkpoints"
 
     def latest_checkpoint(self) -> Optional[Path]:
-        pointer = self._ckpt_root() / "latest"
-        if pointer.is_file():
-            path = self._ckpt_root() / pointer.read_text().strip()
-            if (path / "state.pt").is_file():
-                return path
-        return None
+        """The newest complete checkpoint of this run folder (None if there is none yet)."""
+        return CheckpointFolder(self._ckpt_root()).latest()
 
     def _resume(self) -> None:
         cfg = self.cfg
@@ -306,10 +306,12 @@ class Trainer:
         path = self.latest_checkpoint() if cfg.resume == "auto" else Path(cfg.resume)
         if path is None:
             return
-        if not (path / "state.pt").is_file():
-            raise InputError(f"resume checkpoint {str(path)!r} has no state.pt; pass a folder under "
+        if not (path / STATE_FILE).is_file():
+            if (path / LEGACY_STATE_FILE).is_file():
+                raise legacy_state_error(path)
+            raise InputError(f"resume checkpoint {str(path)!r} has no {STATE_FILE}; pass a folder under "
                              f"{self._ckpt_root()} or resume='auto'")
-        state = torch.load(path / "state.pt", map_location="cpu", weights_only=False)
+        state = load_training_state(path / STATE_FILE)
         if state["mode"] != cfg.mode or state["variant"] != cfg.variant:
             raise InputError(f"checkpoint {str(path)!r} is a {state['mode']} run of {state['variant']!r}; this run "
                              f"is {cfg.mode} of {cfg.variant!r}")
@@ -334,30 +336,22 @@ class Trainer:
         np.random.set_state(rng["numpy"])
         random.setstate(rng["python"])
         self.step, self.losses = state["step"], list(state["losses"])
+        self.run_id = state.get("run") or self.run_id
         if self.acc.is_main_process:
             log.info("resumed from %s at step %d", path, self.step)
 
     def save_checkpoint(self) -> Optional[Path]:
-        """Write ``checkpoints/step_<N>`` atomically (temporary folder, then rename, then move
-        the ``latest`` pointer) and prune old ones. Only the main process writes."""
+        """Write ``checkpoints/step_<N>`` crash-safely (see :class:`CheckpointFolder`) and prune old
+        ones. Only the main process writes."""
         self.acc.wait_for_everyone()
         # under FSDP every process takes part in gathering the full tensors; the main one writes them
         full, trainable, optimizer = (gather_training_state(self.model, self.opt, list(self.named)) if self.fsdp
                                       else (None, None, None))
         if not self.acc.is_main_process:
             return None
-        from ..checkpoints.load import save_transformer
-        from .lora import save_lora
-
-        root = self._ckpt_root()
-        root.mkdir(parents=True, exist_ok=True)
-        name = f"step_{self.step:07d}"
-        final = root / name
-        tmp = root / f".partial-{name}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
         state = {
             "step": self.step, "mode": self.cfg.mode, "variant": self.cfg.variant, "config": asdict(self.cfg),
+            "run": self.run_id,
             "trainable": trainable if self.fsdp else {n: p.detach().cpu().clone() for n, p in self.named.items()},
             "optimizer": optimizer if self.fsdp else self.opt.state_dict(), "scheduler": self.sched.state_dict(),
             "ema": self.ema.state_dict() if self.ema else None, "sampler": self.sampler.state_dict(),
@@ -365,19 +359,15 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "losses": list(self.losses),
         }
-        atomic_torch_save(state, tmp / "state.pt")
-        if self.fsdp:
-            self.export(tmp, model=plain_replica(self._module_structure, full))
-        else:
-            self.export(tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        atomic_write_text(root / "latest", name)
-        kept = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step_"))
-        for old in kept[: max(0, len(kept) - self.cfg.keep_checkpoints)]:
-            shutil.rmtree(old, ignore_errors=True)
-        return final
+
+        def write(folder: Path) -> None:
+            if self.fsdp:
+                self.export(folder, model=plain_replica(self._module_structure, full))
+            else:
+                self.export(folder)
+            save_training_state(state, folder / STATE_FILE, run=self.run_id)
+
+        return CheckpointFolder(self._ckpt_root()).save(self.step, write, keep=self.cfg.keep_checkpoints)
 
     def _module_structure(self):
         """A fresh module shaped like the one being trained (variant and adapters), weights not set."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+import weakref
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
@@ -158,47 +159,44 @@ class _CpuStore:
 
 
 class _DiskStore:
-    """Raw tensor bytes in one flat file; read back with plain reads into fresh tensors."""
+    """Raw tensor bytes in one flat file; read back with plain reads into fresh tensors.
+
+    Without a ``path`` the file is anonymous (``tempfile.TemporaryFile``: never named on Linux,
+    unlinked at once elsewhere on POSIX), so its space returns to the disk when the store is closed,
+    collected with the model, or the process ends in any way, even killed; nothing is left in the
+    temp folder. A finaliser closes the file when the store is dropped without ``close()``."""
 
     def __init__(self, path: Optional[str]):
         if path is None:
-            fd, path = tempfile.mkstemp(prefix="hyvideo-blockswap-", suffix=".bin")
-            os.close(fd)
-            self._owned = True
+            self._file = tempfile.TemporaryFile(prefix="hyvideo-blockswap-", suffix=".bin")
         else:
-            self._owned = False
+            self._file = open(path, "w+b")
         self.path = path
-        self._writer = open(path, "wb")
         self._index: Dict[int, List[Tuple[int, int, torch.dtype, torch.Size]]] = {}
-        self._reader = None
+        self._finalizer = weakref.finalize(self, self._file.close)
 
     def put(self, idx: int, tensors: List[torch.Tensor]) -> None:
         entries = []
+        self._file.seek(0, os.SEEK_END)
         for t in tensors:
             raw = t.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8)
-            offset = self._writer.tell()
-            self._writer.write(memoryview(raw.numpy()))
+            offset = self._file.tell()
+            self._file.write(memoryview(raw.numpy()))
             entries.append((offset, raw.numel(), t.dtype, t.shape))
+        self._file.flush()
         self._index[idx] = entries
 
     def get(self, idx: int, device: torch.device, non_blocking: bool) -> List[torch.Tensor]:
-        if self._reader is None:
-            self._writer.close()
-            self._reader = open(self.path, "rb", buffering=0)
         out = []
         for offset, nbytes, dtype, shape in self._index[idx]:
             buf = torch.empty(nbytes, dtype=torch.uint8)
-            self._reader.seek(offset)
-            self._reader.readinto(memoryview(buf.numpy()))
+            self._file.seek(offset)
+            self._file.readinto(memoryview(buf.numpy()))
             out.append(buf.view(dtype).reshape(shape).to(device))
         return out
 
     def close(self) -> None:
-        for fh in (self._writer, self._reader):
-            if fh is not None:
-                fh.close()
-        if self._owned and os.path.exists(self.path):
-            os.remove(self.path)
+        self._finalizer()
 
 
 # --------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ such as image-to-video's first frame.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import torch
@@ -62,6 +63,16 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: Opt
     Returns:
         float32 latents in the model's (scaled) latent space.
     """
+    if not isinstance(noise, torch.Tensor) or noise.dim() != 5 or min(noise.shape) < 1:
+        found = tuple(noise.shape) if isinstance(noise, torch.Tensor) else type(noise).__name__
+        raise InputError(f"noise must be a non-empty (B, C, T, H, W) tensor, found {found}; make it with "
+                         f"make_noise(latent_shape(...), seed)")
+    if latents is not None and tuple(latents.shape) != tuple(noise.shape):
+        raise InputError(f"latents {tuple(latents.shape)} must have the noise's shape {tuple(noise.shape)} "
+                         f"(same batch, frames and size)")
+    for name, value in (("cfg_scale", cfg_scale), ("embedded_guidance", embedded_guidance)):
+        if value is not None and not math.isfinite(value):
+            raise InputError(f"{name} must be a finite number, got {value}")
     if not 0.0 < denoise <= 1.0:
         raise InputError(f"denoise must be in (0, 1], got {denoise}")
     positive = Branch(TextCondition(text_states, text_mask, text_states_2), dict(extras or {}))

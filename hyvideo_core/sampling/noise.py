@@ -1,6 +1,7 @@
 """Latent shapes and seeded noise that is identical on every device."""
 from __future__ import annotations
 
+import numbers
 from typing import Tuple
 
 import torch
@@ -11,6 +12,11 @@ from ..errors import InputError
 def latent_shape(frames: int, height: int, width: int, channels: int = 16, batch: int = 1,
                  time_compression: int = 4, spatial_compression: int = 8) -> Tuple[int, int, int, int, int]:
     """(B, C, T, H/8, W/8) for a video of ``frames`` (4n+1) × ``height`` × ``width`` (multiples of 16)."""
+    sizes = dict(frames=frames, height=height, width=width, channels=channels, batch=batch,
+                 time_compression=time_compression, spatial_compression=spatial_compression)
+    for name, value in sizes.items():
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1:
+            raise InputError(f"{name} must be a positive whole number, got {value!r}")
     if frames < 1 or (frames - 1) % time_compression:
         lo = (frames - 1) // time_compression * time_compression + 1
         raise InputError(f"frame count must be {time_compression}n+1 (1, 5, 9, …, 129), got {frames}; "
@@ -27,5 +33,8 @@ def latent_shape(frames: int, height: int, width: int, channels: int = 16, batch
 def make_noise(shape, seed: int, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Standard normal noise drawn on the CPU from ``seed``, then moved: the same seed gives the
     same video on CPU and on any GPU."""
+    shape = tuple(shape)
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 0 for n in shape):
+        raise InputError(f"noise shape must be whole numbers >= 0, got {shape}; use latent_shape(...) to get one")
     generator = torch.Generator("cpu").manual_seed(int(seed))
-    return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)
+    return torch.randn(shape, generator=generator, dtype=torch.float32).to(device=device, dtype=dtype)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic_files import atomic_write_text
 from .model import WEIGHTS, evaluation_prompts, load_toy, paired_difference, score_model, vae_psnr
 
 
@@ -115,10 +116,8 @@ def claims(args) -> int:
               f"({'within' if abs(s['adherence'] - t['adherence']) <= 2 else 'not within'} 2 points); "
               f"time per clip {s['seconds_per_clip'] / t['seconds_per_clip']:.2f}x the teacher's."]
     out = Path(args.out)
-    tmp = out.with_name(out.name + ".partial")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(out)
-    out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    atomic_write_text(out, "\n".join(lines) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(rows, indent=1) + "\n")
     print(f"wrote {out}")
     return 0
 

@@ -197,6 +197,9 @@ class CausalVideoVAE(nn.Module):
                 f"VAE encode expects a video tensor (B, {cfg.in_channels}, F, H, W); found {found}. "
                 f"For a batch of images (B, C, H, W) add a frame axis with x.unsqueeze(2).")
         _, channels, frames, height, width = video.shape
+        if min(video.shape) < 1:
+            raise InputError(f"VAE encode got an empty video of shape {tuple(video.shape)}; it needs at least one "
+                             f"frame of at least {cfg.spatial_compression}x{cfg.spatial_compression} pixels.")
         if channels != cfg.in_channels:
             raise InputError(
                 f"VAE encode expects {cfg.in_channels} colour channels in dim 1 of (B, C, F, H, W); "
@@ -226,5 +229,5 @@ class CausalVideoVAE(nn.Module):
                 f"VAE decode expects {cfg.latent_channels} latent channels, found {z.shape[1]} "
                 f"(shape {tuple(z.shape)}). These latents come from a different model or VAE; "
                 f"use the VAE they were made with.")
-        if min(z.shape[2:]) < 1:
+        if min(z.shape) < 1:
             raise InputError(f"VAE decode got empty latents of shape {tuple(z.shape)}.")

@@ -56,12 +56,12 @@ def load_vae(path: Union[str, os.PathLike], device: Union[str, torch.device] = "
 
 
 def save_vae(vae: Union[nn.Module, Mapping[str, torch.Tensor]], path: Union[str, os.PathLike]) -> None:
-    """Write ``vae``'s weights as .safetensors in the official key layout."""
-    from safetensors.torch import save_file
+    """Write ``vae``'s weights as .safetensors in the official key layout (atomically)."""
+    from ..checkpoints.load import write_safetensors_atomic
 
     state = vae.state_dict() if isinstance(vae, nn.Module) else dict(vae)
-    save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, os.fspath(path),
-              metadata={"format": "pt", "model": "hunyuanvideo-vae"})
+    write_safetensors_atomic({k: v.detach().contiguous().cpu() for k, v in state.items()}, os.fspath(path),
+                             metadata={"format": "pt", "model": "hunyuanvideo-vae"})
 
 
 def detect_vae_config(shapes: Mapping[str, Tuple[int, ...]], path: str = "<memory>") -> VaeConfig:

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from hyvideo_core.finetune.checkpoint import STATE_FILE, load_training_state
+
 from hyvideo_core.finetune.trainer import train
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +40,7 @@ def _records(run_dir):
 def _state(run_dir):
     root = Path(run_dir) / "checkpoints"
     folder = root / (root / "latest").read_text()
-    return folder, torch.load(folder / "state.pt", map_location="cpu", weights_only=False)
+    return folder, load_training_state(folder / STATE_FILE)
 
 
 def test_fsdp_two_processes_match_one_full_finetune(train_cfg, tmp_path):

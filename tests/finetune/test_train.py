@@ -50,7 +50,7 @@ def test_short_training_run_lowers_the_loss(train_cfg):
     first, last = np.mean(result.losses[:3]), np.mean(result.losses[-3:])
     assert last < 0.8 * first, result.losses
     ckpt = Path(result.checkpoint)
-    assert (ckpt / "state.pt").is_file() and (ckpt / "model.safetensors").is_file()
+    assert (ckpt / "training_state.safetensors").is_file() and (ckpt / "model.safetensors").is_file()
     from hyvideo_core import load_transformer
     assert load_transformer(ckpt / "model.safetensors").variant == "tiny"
 
