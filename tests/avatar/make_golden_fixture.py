@@ -19,6 +19,15 @@ hide mistakes), runs its forward on seeded inputs and records, into one ``.safet
   values in 0..1) and ``per_frame_mask`` (batch 1, a face mask given for every latent frame);
 * ``audio_proj.input`` / ``audio_proj.output``: the model's ``AudioProjNet2`` on the ``cfg_pair`` audio windows.
 
+* ``schedule.<case>.*``: the official pipeline's denoising loop (``HunyuanVideoAudioPipeline.__call__``, 50 steps,
+  cfg 7.5, flow shift 5) run for a long clip (``long``: 305 audio frames, three circular windows per step) and a
+  one-window clip (``short``: 129 frames). A recording transformer stands in for the DiT: for every model call it
+  reads the loop's own variables from the calling frame (step ``i``, ``index_start``, ``idx_list``,
+  ``idx_list_audio``, the guidance scale, the face-mask strength, which prompt the unconditional branch got,
+  ``is_cache``) and returns the closed-form velocity :func:`stand_in_velocity`; the stand-in VAE records the
+  latents the loop hands to ``decode``. Recorded: those per-call values, the buffer lengths, the initial latents,
+  the audio (one number per frame: the pipeline only slices frames) and the final latents.
+
 RoPE tables are what the official pipeline passes (``get_nd_rotary_pos_embed_new`` with
 ``concat_dict={'mode': 'timecat', 'bias': -1}``, theta 256); they are inputs of the official forward only (ours
 computes its own), so they are not recorded.
@@ -40,6 +49,14 @@ shared/spec/official_apps.md); each is the least needed to run it on CPU at test
    variant's ``adapter_after``; the three ``3072`` literals in the forward's reshapes -> ``self.hidden_size``.
    The structural literals (10-frame windows, 5 hidden states, 4 tokens per frame, 16 tokens per latent frame)
    are left as released, and the script checks that the variant uses the same values.
+
+5. The pipeline module imports ``hymm_sp.vae.autoencoder_kl_causal_3d`` and ``hymm_sp.text_encoder`` only for an
+   ``isinstance`` check and annotations (their real imports pull in loguru, decord, LLaVA, ...): stand-in modules
+   with empty ``AutoencoderKLCausal3D`` / ``TextEncoder`` classes take their place. The pipeline object is made
+   with ``__new__`` (no ``DiffusionPipeline`` registration of stand-in components; its execution device is the CPU
+   and ``maybe_free_model_hooks``, which frees offload hooks it never got, does nothing) and runs in float32
+   (``precision fp32``, autocast off); its text encoders are stand-ins giving the positive prompt states of +1
+   and the negative prompt -1.
 
 The patches are applied to the source text while importing (an import hook); each must match exactly as often
 as listed, so a changed official file stops the script instead of being patched wrongly.
@@ -86,6 +103,8 @@ def varlen_attention(q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q=None, max
 def install_flash_attn_stand_in() -> None:
     package = types.ModuleType("flash_attn")
     package.__path__ = []
+    # a spec, so that libraries probing with importlib.util.find_spec (diffusers does) see a module, not an error
+    package.__spec__ = importlib.machinery.ModuleSpec("flash_attn", None, is_package=True)
     interface = types.ModuleType("flash_attn.flash_attn_interface")
     interface.flash_attn_varlen_func = varlen_attention
     package.flash_attn_interface = interface
@@ -220,6 +239,131 @@ def official_forward(model, rope_fn, cfg, inputs):
                      face_mask=inputs["face_mask"])["x"]
 
 
+# ----------------------------------------------------------------------------------------------
+# the official pipeline loop, recorded
+
+
+def stand_in_velocity(x, text_states, audio, face_mask):
+    """The recording transformer's output: a closed form of the latents (B, C, 33, h, w), the prompt states, the
+    audio windows (B, 129, ...) and the face mask, so that every input of a call shows in the result."""
+    b = x.shape[0]
+    a = audio.float().reshape(b, audio.shape[1], -1).mean(-1)                     # (B, 129)
+    a = torch.cat([a[:, :1].expand(-1, 3), a], dim=1).reshape(b, -1, 4).mean(-1)  # (B, 33): 4 frames per latent
+    text = text_states.float().reshape(b, -1).mean(-1)
+    strength = face_mask.float().reshape(b, -1).amax(-1)
+    return (-0.3 * x.float() + 0.05 * text[:, None, None, None, None]
+            + 0.1 * strength[:, None, None, None, None] * a[:, None, :, None, None])
+
+
+class RecordingTransformer:
+    def __init__(self, in_channels: int):
+        self.config = SimpleNamespace(in_channels=in_channels)
+        self.calls, self.cache_out = [], None
+
+    def __call__(self, x, t, ref_latents=None, text_states=None, text_mask=None, text_states_2=None, freqs_cos=None,
+                 freqs_sin=None, guidance=None, return_dict=True, is_cache=False, **kwargs):
+        loop = sys._getframe(1).f_locals          # the pipeline's __call__: what its loop computed for this call
+        pipe = loop["self"]
+        negative = loop["negative_prompt_embeds"][0]
+        uncond_text = text_states[0]
+        if not (torch.equal(uncond_text, negative) or torch.equal(uncond_text, loop["prompt_embeds"][0])):
+            raise SystemExit("the unconditional branch got neither prompt")
+        self.calls.append(dict(
+            step=loop["i"], index_start=loop["index_start"], latents=list(loop["idx_list"]),
+            audio=list(loop["idx_list_audio"]), scale=float(pipe._guidance_scale),
+            mask_scale=float(kwargs["face_mask"].amax() / loop["face_masks"].amax()),
+            negative_prompt=bool(torch.equal(uncond_text, negative)), full=not is_cache, timestep=float(t[0])))
+        b, _, f, h, w = x.shape
+        tokens = (f + 1) * (h // 2) * (w // 2) + text_states.shape[1]
+        self.cache_out = torch.zeros(b, tokens, 3072)   # the loop's frame cache reads this (hidden 3072 literal)
+        return {"x": stand_in_velocity(x, text_states, kwargs["audio_prompts"], kwargs["face_mask"])}
+
+
+class StandInTextEncoder:
+    dtype = torch.float32
+
+    def __init__(self, positive: str, shape):
+        self.positive, self.shape = positive, shape
+
+    def text2tokens(self, text, data_type="video"):
+        text = text if isinstance(text, str) else text[0]
+        return {"input_ids": torch.zeros(1, 1, dtype=torch.long), "attention_mask": torch.ones(1, 1), "text": text}
+
+    def encode(self, inputs, data_type="video", **kwargs):
+        sign = 1.0 if inputs["text"] == self.positive else -1.0
+        states = torch.full((1, *self.shape), sign)
+        mask = torch.ones(1, self.shape[0], dtype=torch.long) if len(self.shape) == 2 else None
+        return SimpleNamespace(hidden_state=states, attention_mask=mask)
+
+
+class RecordingVae:
+    config = SimpleNamespace(scaling_factor=1.0)
+
+    def __init__(self):
+        self.decoded = None
+
+    def decode(self, latents, return_dict=False, generator=None):
+        self.decoded = latents.detach().clone()
+        b, _, f, h, w = latents.shape
+        return (torch.zeros(b, 3, f, h * 8, w * 8),)
+
+
+def import_official_pipeline():
+    vae_package, vae_module = types.ModuleType("hymm_sp.vae"), types.ModuleType("hymm_sp.vae.autoencoder_kl_causal_3d")
+    vae_module.AutoencoderKLCausal3D = type("AutoencoderKLCausal3D", (), {})
+    vae_package.__path__, vae_package.autoencoder_kl_causal_3d = [], vae_module
+    text_module = types.ModuleType("hymm_sp.text_encoder")
+    text_module.TextEncoder = type("TextEncoder", (), {})
+    sys.modules.update({"hymm_sp.vae": vae_package, "hymm_sp.vae.autoencoder_kl_causal_3d": vae_module,
+                        "hymm_sp.text_encoder": text_module})
+    from hymm_sp.diffusion.pipelines.pipeline_hunyuan_video_audio import HunyuanVideoAudioPipeline
+    from hymm_sp.diffusion.schedulers import FlowMatchDiscreteScheduler
+
+    class CpuPipeline(HunyuanVideoAudioPipeline):
+        _execution_device = torch.device("cpu")
+
+        def maybe_free_model_hooks(self):   # no offload hooks were installed; diffusers' version needs registration
+            pass
+
+    return CpuPipeline, FlowMatchDiscreteScheduler
+
+
+def record_pipeline(pipeline_cls, scheduler_cls, audio_frames: int, in_channels: int, seed: int):
+    from diffusers.configuration_utils import FrozenDict
+
+    prompt, negative = "a person talks to the camera", "Aerial view, low quality"
+    pipe = pipeline_cls.__new__(pipeline_cls)
+    transformer, vae = RecordingTransformer(in_channels), RecordingVae()
+    for name, value in dict(vae=vae, transformer=transformer, scheduler=scheduler_cls(shift=5.0, reverse=True,
+                            solver="euler"), text_encoder=StandInTextEncoder(prompt, (6, 8)),
+                            text_encoder_2=StandInTextEncoder(prompt, (4,)), vae_scale_factor=8,
+                            args=SimpleNamespace(precision="fp32", vae_precision="fp32", val_disable_autocast=True),
+                            _progress_bar_config={"disable": True}, _internal_dict=FrozenDict()).items():
+        object.__setattr__(pipe, name, value)
+    gen = torch.Generator().manual_seed(seed)
+    buffer = (audio_frames // 128 + 1) * 32 + 1
+    latents = torch.randn(1, in_channels, buffer, 2, 2, generator=gen)
+    audio = torch.randn(1, audio_frames, 1, 1, 1, generator=gen)
+    pipe(prompt=prompt, ref_latents=torch.zeros(1, in_channels, 33, 2, 2), uncond_ref_latents=None,
+         pixel_value_llava=torch.zeros(1, 3, 4, 4), uncond_pixel_value_llava=torch.zeros(1, 3, 4, 4),
+         face_masks=torch.full((1, 1, 1, 2, 2), 0.8), audio_prompts=audio,
+         uncond_audio_prompts=torch.zeros_like(audio[:, :129]), motion_exp=torch.full((1, 4), 30),
+         motion_pose=torch.full((1, 4), 25), fps=torch.tensor([25.0], dtype=torch.float64), height=16, width=16,
+         frame=129, num_inference_steps=50, guidance_scale=7.5, negative_prompt=negative,
+         generator=torch.Generator().manual_seed(seed), latents=latents.clone(), output_type="pt",
+         freqs_cis=(None, None), vae_ver="884-16c-hy0801", enable_tiling=False, n_tokens=34, cpu_offload=0)
+    calls = transformer.calls
+    as_ints = lambda key: torch.tensor([c[key] for c in calls], dtype=torch.int32)
+    return {
+        "step": as_ints("step"), "index_start": as_ints("index_start"), "latent_index": as_ints("latents"),
+        "audio_index": as_ints("audio"), "full": as_ints("full"), "negative_prompt": as_ints("negative_prompt"),
+        "scale": torch.tensor([c["scale"] for c in calls], dtype=torch.float64),
+        "mask_scale": torch.tensor([c["mask_scale"] for c in calls], dtype=torch.float64),
+        "timestep": torch.tensor([c["timestep"] for c in calls], dtype=torch.float64),
+        "initial_latents": latents, "audio": audio, "final_latents": vae.decoded,
+    }
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--source", required=True, type=Path, help="exported HunyuanVideo-Avatar tree (holds hymm_sp/)")
@@ -260,6 +404,13 @@ def main(argv=None) -> int:
         audio_in = cases["cfg_pair"]["audio_prompts"]
         tensors["audio_proj.input"] = audio_in.clone()
         tensors["audio_proj.output"] = model.audio_proj(audio_in).contiguous()
+
+    pipeline_cls, scheduler_cls = import_official_pipeline()
+    for case, frames in (("long", 305), ("short", 129)):
+        recorded = record_pipeline(pipeline_cls, scheduler_cls, frames, cfg.in_channels, seed=3)
+        tensors |= {f"schedule.{case}.{k}": v.contiguous() for k, v in recorded.items()}
+        print(f"schedule.{case}: {len(recorded['step'])} model calls, final latents "
+              f"{tuple(recorded['final_latents'].shape)}")
 
     metadata = {"official_repo": "Tencent-Hunyuan/HunyuanVideo-Avatar", "official_commit": args.commit,
                 "variant": VARIANT, "seed": str(SEED), "torch": torch.__version__,
