@@ -174,3 +174,12 @@ def test_step_cache_refuses_to_skip_with_the_avatar_installed(model, golden):
     with pytest.raises(InputError, match=r"cannot skip blocks while the extensions \['avatar'\]"):
         _sample(model, golden, steps=3)
 
+
+
+def test_bf16_weights_and_compute_stay_close(tmp_path, golden, state):
+    """bf16 everywhere (the GPU default): the face mask, audio tokens and the float32 softmax follow the dtype."""
+    model = load_avatar_transformer(save(state, str(tmp_path / "avatar.safetensors")), dtype=torch.bfloat16)
+    got = forward(model, golden)
+    assert got.dtype == torch.bfloat16
+    expected = golden["cfg_pair.output"]
+    assert (got.float() - expected).abs().max() < 0.05 * expected.abs().max()
