@@ -25,6 +25,7 @@ _EXPORTS = {
     "rewrite_prompt": ".prompt_rewrite.rewrite",
     "text_to_video": ".apps.t2v",
     "VideoRequest": ".apps.t2v",
+    "load_avatar_transformer": ".apps.avatar",
     "get_variant": ".variants",
     "VARIANTS": ".variants",
     "available_backends": ".attention",

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 from .errors import InputError
 
@@ -74,6 +74,41 @@ class SamplerDefaults:
 
 
 @dataclass(frozen=True)
+class AvatarConfig:
+    """Sizes of the HunyuanVideo-Avatar modules (shared/spec/official_apps.md §B.1, §B.3, §B.4)."""
+    whisper_dim: int             # channels of each Whisper hidden state (384 for whisper-tiny)
+    whisper_layers: int          # Whisper hidden states stacked per frame (embeddings + 4 layers = 5)
+    audio_window: int            # Whisper frames (50 Hz) per video frame's window (10)
+    audio_hidden: int            # width of the audio projection's MLP (AudioProjNet2 intermediate_dim)
+    tokens_per_frame: int        # audio tokens per video frame (AudioProjNet2 context_tokens)
+    adapter_dim: int             # width of the single-head audio cross-attention (PerceiverAttentionCA dim_head)
+    adapter_after: Tuple[int, ...]   # double-stream blocks followed by an audio adapter, in adapter order
+    frames_per_latent: int = 4   # video frames per latent frame (the causal VAE's 4x time compression)
+
+    @property
+    def tokens_per_latent(self) -> int:
+        """Audio tokens each latent frame attends to (4 frames x 4 tokens = 16)."""
+        return self.frames_per_latent * self.tokens_per_frame
+
+    def audio_frames(self, latent_frames: int) -> int:
+        """Video frames of audio windows for ``latent_frames`` latents (4T - 3: 129 for 33)."""
+        return self.frames_per_latent * latent_frames - (self.frames_per_latent - 1)
+
+
+@dataclass(frozen=True)
+class AppModules:
+    """An application's own modules that checkpoints of a variant carry beside the base transformer.
+
+    The engine only reads this as data: detection (a file holding keys under ``modules`` is this
+    variant) and the error that names ``loader`` when such a file reaches the plain loader. The
+    application (under ``hyvideo_core/apps``) builds the modules from ``config``."""
+    app: str                     # e.g. "avatar"
+    modules: Tuple[str, ...]     # checkpoint key prefixes of the app's modules
+    loader: str                  # the function that loads such a file, named in errors
+    config: Any = None           # the app's sizes (an AvatarConfig for "avatar")
+
+
+@dataclass(frozen=True)
 class VariantSpec:
     name: str
     description: str
@@ -81,6 +116,7 @@ class VariantSpec:
     vae: VaeConfig = field(default_factory=VaeConfig)
     sampler: SamplerDefaults = field(default_factory=SamplerDefaults)
     is_test_variant: bool = False
+    app: Optional[AppModules] = None   # modules of an application the checkpoint carries (avatar)
 
     @property
     def latent_channels(self) -> int:

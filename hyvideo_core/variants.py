@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Dict
 
-from .config import SamplerDefaults, TransformerConfig, VaeConfig, VariantSpec
+from .config import AppModules, AvatarConfig, SamplerDefaults, TransformerConfig, VaeConfig, VariantSpec
 from .errors import InputError
 
 _T2V_720P = TransformerConfig(
@@ -29,6 +29,19 @@ _TINY_VAE = VaeConfig(
     latent_channels=4, block_out_channels=(8, 8, 8, 8), layers_per_block=1, norm_num_groups=4,
     tile_sample_size=64, tile_sample_frames=16,
 )
+
+# HunyuanVideo-Avatar (shared/spec/official_apps.md part B): the T2V backbone without guidance_in plus
+# its own module groups, under these checkpoint names.
+AVATAR_MODULES = ("ref_in", "before_proj", "audio_proj", "motion_exp", "motion_pose", "fps_proj",
+                  "audio_adapter_blocks")
+AVATAR_LOADER = "hyvideo_core.apps.avatar.load_avatar_transformer"
+
+_AVATAR = AvatarConfig(whisper_dim=384, whisper_layers=5, audio_window=10, audio_hidden=1024, tokens_per_frame=4,
+                       adapter_dim=1024, adapter_after=tuple(range(1, 20, 2)))
+# Test size: the official structure (10-frame windows of 5 hidden states, 4 tokens per frame, adapters
+# after every second double block starting at 1) with small widths.
+_TINY_AVATAR = AvatarConfig(whisper_dim=8, whisper_layers=5, audio_window=10, audio_hidden=32, tokens_per_frame=4,
+                            adapter_dim=16, adapter_after=(1, 3))
 
 VARIANTS: Dict[str, VariantSpec] = {
     spec.name: spec
@@ -51,6 +64,14 @@ VARIANTS: Dict[str, VariantSpec] = {
             sampler=SamplerDefaults(shift=17.0, embedded_guidance=None),
         ),
         VariantSpec(
+            name="avatar",
+            description="HunyuanVideo-Avatar 13B: audio-driven avatar (reference injection, face-masked audio "
+                        "adapters, motion/fps embeddings), no guidance input",
+            transformer=_T2V_720P,
+            sampler=SamplerDefaults(steps=50, shift=5.0, embedded_guidance=None, cfg_scale=7.5),
+            app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _AVATAR),
+        ),
+        VariantSpec(
             name="tiny",
             description="test-size T2V with embedded guidance (2 double, 2 single, 2 refiner blocks)",
             transformer=_TINY, vae=_TINY_VAE,
@@ -70,6 +91,15 @@ VARIANTS: Dict[str, VariantSpec] = {
             transformer=replace(_TINY, in_channels=9, guidance_embed=False, condition_type="latent_concat"),
             vae=_TINY_VAE, sampler=SamplerDefaults(steps=8, shift=7.0, embedded_guidance=None),
             is_test_variant=True,
+        ),
+        VariantSpec(
+            name="tiny-avatar",
+            description="test-size avatar: hidden 32, 4 double blocks (adapters after 1 and 3), 2 single blocks",
+            transformer=replace(_TINY, hidden_size=32, heads_num=2, guidance_embed=False, double_depth=4),
+            vae=_TINY_VAE,
+            sampler=SamplerDefaults(steps=8, shift=5.0, embedded_guidance=None, cfg_scale=7.5),
+            is_test_variant=True,
+            app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _TINY_AVATAR),
         ),
     )
 }

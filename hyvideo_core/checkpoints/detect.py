@@ -82,9 +82,19 @@ def derive_config(source: TensorSource) -> Dict[str, object]:
     }
 
 
+def carries_app(source: TensorSource, spec: VariantSpec) -> bool:
+    """Whether the file holds keys of the application modules of ``spec`` (e.g. avatar's adapters)."""
+    if spec.app is None:
+        return False
+    prefixes = tuple(f"{m}." for m in spec.app.modules)
+    return any(k.startswith(prefixes) for k in source.keys())
+
+
 def detect_variant(source: TensorSource, hint: Optional[str] = None) -> VariantSpec:
     """The registered variant whose transformer matches the file's shapes exactly.
 
+    A variant whose checkpoints carry an application's modules (avatar) matches only files that hold
+    keys of those modules, and is then preferred over the plain variant of the same backbone.
     ``hint`` picks among variants that match equally (e.g. a toy model sharing a test shape)."""
     derived = derive_config(source)
 
@@ -92,9 +102,17 @@ def detect_variant(source: TensorSource, hint: Optional[str] = None) -> VariantS
         cfg = asdict(spec.transformer)
         return {f: (cfg[f], derived[f]) for f in _DETECTABLE if tuple_or(cfg[f]) != tuple_or(derived[f])}
 
-    matches = [spec for spec in VARIANTS.values() if not differences(spec)]
+    matches = [spec for spec in VARIANTS.values()
+               if not differences(spec) and (spec.app is None or carries_app(source, spec))]
+    matches = [s for s in matches if s.app is not None] or matches
     if matches:
         return next((s for s in matches if s.name == hint), matches[0])
+    without_app = next((s for s in VARIANTS.values() if not differences(s)), None)
+    if without_app is not None:   # the backbone of an app variant, without the app's modules
+        raise UnknownCheckpointError(
+            f"{source.path!r} has the backbone of variant {without_app.name!r} but none of its "
+            f"{without_app.app.app} modules ({', '.join(without_app.app.modules)}); the file lacks the "
+            f"{without_app.app.app} weights. Use the complete checkpoint (load it with {without_app.app.loader}).")
     closest = min(VARIANTS.values(), key=lambda s: len(differences(s)))
     diff = ", ".join(f"{f}: {exp} in {closest.name} vs {got} in the file" for f, (exp, got) in differences(closest).items())
     raise UnknownCheckpointError(

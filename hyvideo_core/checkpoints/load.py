@@ -156,7 +156,14 @@ def load_extension_weights(model: torch.nn.Module, extension: Extension, path: s
 
 
 def _check_keys(model: torch.nn.Module, source: TensorSource, spec: VariantSpec) -> None:
-    problems = describe_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()}, source.shapes())
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    problems = describe_mismatch(expected, source.shapes())
+    if problems and spec.app is not None and not any(k.startswith(f"{m}.") for k in expected for m in spec.app.modules):
+        app_keys = [k for k in source.keys() if k.startswith(tuple(f"{m}." for m in spec.app.modules))]
+        raise IncompatibleWeightsError(
+            f"{source.path!r} holds the {spec.app.app} modules of variant {spec.name!r}: its {len(app_keys)} "
+            f"{spec.app.app} keys (e.g. {sorted(app_keys)[:3]}) need the {spec.app.app} extension. Load it with "
+            f"{spec.app.loader}(path).")
     if problems:
         raise IncompatibleWeightsError(
             f"{source.path!r} matches variant {spec.name!r} but its tensors do not fit: {problems}. "
