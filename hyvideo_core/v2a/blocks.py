@@ -21,7 +21,7 @@ from torch import nn
 from ..model.layers import MLP, Modulation, ModulationOut, RMSNorm, layer_norm
 from ..model.rope import apply_rope
 from .config import FoleyConfig
-from .layers import ConvSwiGLU, InputDtypeEpsRMSNorm, TokenConv1d, nearest_exact_index
+from .layers import ConvSwiGLU, DefaultEpsRMSNorm, TokenConv1d, nearest_exact_index
 
 Attention = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -149,8 +149,8 @@ class SingleStreamBlock(nn.Module):
         self.heads = cfg.heads_num
         self.modulation = Modulation(d, factor=6)
         self.linear_qkv = nn.Linear(d, 3 * d, bias=True)
-        self.q_norm = InputDtypeEpsRMSNorm(cfg.head_dim)
-        self.k_norm = InputDtypeEpsRMSNorm(cfg.head_dim)
+        self.q_norm = DefaultEpsRMSNorm(cfg.head_dim)
+        self.k_norm = DefaultEpsRMSNorm(cfg.head_dim)
         self.linear1 = TokenConv1d(d, d, kernel_size=3, padding=1)   # attention output projection
         self.linear2 = ConvSwiGLU(d, cfg.conv_mlp_hidden, kernel_size=3)
 
