@@ -15,10 +15,14 @@ and learned empty features all take part), and records into ``foley_golden.safet
   resampled up to 25. ``fwd_b``: 6 audio frames, 9 visual frames (more visual than audio frames:
   the release's down-and-up resize replaces some visual tokens by neighbours), 24 sync tokens
   resampled down;
+* ``dac_state.<key>``: the official continuous ``DAC`` (the audio VAE) at a tiny size
+  (``DAC_KWARGS``, also in the metadata), every parameter seeded;
+* ``dac.*``: its encoder's Gaussian (mean, clamped log-variance) of a waveform, and its decoding
+  of random latents;
 * ``sample.*``: the official ``denoise_process`` (its scheduler: Euler, shift 1 from the released
   YAML's ``sample_flow_shift``; CFG 4.5 with the learned empty features and a negative prompt's
-  states), 3 steps, batch 1: the initial noise it drew, the features, and the latents it passed
-  to the audio decoder.
+  states), 3 steps, batch 1, with the tiny DAC as its audio decoder: the initial noise it drew,
+  the features, the latents it passed to the decoder and the waveform it returned.
 
 The metadata names the official commit, torch version and tiny configuration.
 
@@ -31,14 +35,19 @@ package sees them while probing which optional packages exist):
 * ``loguru`` -> an object whose ``logger`` methods do nothing (model_utils only logs);
 * ``torchvision``, ``torchvision.transforms``, ``torchvision.transforms.v2`` -> empty modules
   (used by the feature-extraction preprocessing in ``load_model``, not by ``denoise_process``);
-* ``hunyuanvideo_foley.models.dac_vae.model.dac`` -> a module with a placeholder ``DAC`` class
-  (the real one imports ``audiotools``; ``denoise_process`` only calls ``model_dict.dac_model
-  .decode``, which the script supplies as a recorder returning the latents it is given);
+* ``audiotools`` (with ``audiotools.ml``, ``audiotools.core``) -> ``AudioSignal``, ``STFTParams``
+  and ``ml.Accelerator`` placeholders that are never called, and ``ml.BaseModel`` = a plain
+  ``torch.nn.Module`` subclass with the class lists ``INTERN`` / ``EXTERN`` that the package's
+  ``__init__`` appends to. The DAC modules import audiotools for file I/O, the discriminator,
+  losses and ``BaseModel.load``/``save`` (torch.package); the network itself (encoder, decoder,
+  quant convs, ``get_delay``) is plain torch and runs unpatched;
+* ``argbind`` -> ``bind(...)`` returning the function unchanged (decorators of the DAC command line);
 * ``hunyuanvideo_foley.models.synchformer`` -> a module with a placeholder ``Synchformer``
   (the real one imports torchaudio, timm, omegaconf; not used by ``denoise_process``).
 
 ``hunyuanvideo_foley/models/hifi_foley.py`` (the DiT) and the scheduler are the real official
-modules, unpatched; their own imports (diffusers, einops, transformers) are the installed packages.
+modules, unpatched, and so is ``hunyuanvideo_foley/models/dac_vae/model/dac.py``; their own imports
+(diffusers, einops, transformers, numpy) are the installed packages.
 """
 from __future__ import annotations
 
@@ -72,33 +81,50 @@ DIFFUSION = {"denoise_type": "flow", "flow_path_type": "linear", "flow_predict_t
              "flow_reverse": True, "flow_solver": "euler", "sample_flow_shift": 1.0, "sample_use_flux_shift": False,
              "flux_base_shift": 0.5, "flux_max_shift": 1.15}
 SAMPLE_STEPS, SAMPLE_CFG, SAMPLE_SECONDS = 3, 4.5, 0.5
+# The official DAC's constructor arguments at test size: the released file's structure (continuous,
+# channels doubling per encoder stride, halving per decoder stride) with latent_dim = the tiny DiT's.
+DAC_KWARGS = {"encoder_dim": 4, "encoder_rates": [2, 3], "latent_dim": 8, "decoder_dim": 16, "decoder_rates": [3, 2],
+              "sample_rate": 48000, "continuous": True}
 
 
-def install_stand_ins() -> None:
+def _module(name, **attrs):
+    mod = types.ModuleType(name)
+    mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
+    mod.__dict__.update(attrs)
+    sys.modules[name] = mod
+    return mod
+
+
+def install_audio_stand_ins() -> None:
+    class _NeverCalled:
+        def __init__(self, *args, **kwargs):
+            raise RuntimeError("audiotools stand-in called: the fixture must not reach audiotools")
+
+    class BaseModel(torch.nn.Module):
+        INTERN: list = []
+        EXTERN: list = []
+
+    audiotools = _module("audiotools", AudioSignal=_NeverCalled, STFTParams=_NeverCalled)
+    audiotools.ml = _module("audiotools.ml", BaseModel=BaseModel, Accelerator=_NeverCalled)
+    audiotools.core = _module("audiotools.core")
+    audiotools.core.util = _module("audiotools.core.util")
+    _module("argbind", bind=lambda *args, **kwargs: (lambda fn: fn))
+
+
+def install_pipeline_stand_ins() -> None:
     class _Logger:
         def __getattr__(self, name):
             return lambda *args, **kwargs: None
 
-    def module(name, **attrs):
-        mod = types.ModuleType(name)
-        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)
-        mod.__dict__.update(attrs)
-        sys.modules[name] = mod
-        return mod
-
-    module("loguru", logger=_Logger())
-    tv = module("torchvision")
-    tv.transforms = module("torchvision.transforms")
-    tv.transforms.v2 = module("torchvision.transforms.v2")
-
-    class DAC:  # placeholder: the fixture supplies its own decoder recorder
-        pass
+    _module("loguru", logger=_Logger())
+    tv = _module("torchvision")
+    tv.transforms = _module("torchvision.transforms")
+    tv.transforms.v2 = _module("torchvision.transforms.v2")
 
     class Synchformer:  # placeholder: not used by denoise_process
         pass
 
-    module("hunyuanvideo_foley.models.dac_vae.model.dac", DAC=DAC)
-    module("hunyuanvideo_foley.models.synchformer", Synchformer=Synchformer)
+    _module("hunyuanvideo_foley.models.synchformer", Synchformer=Synchformer)
 
 
 def official_commit(source: Path, given: str | None) -> str:
@@ -113,12 +139,17 @@ def official_commit(source: Path, given: str | None) -> str:
 
 def seeded_parameters(model: torch.nn.Module, seed: int) -> None:
     """Every parameter random: weights ~ N(0, 1/fan_in), biases N(0, 0.1²), norm scales 1 + N(0, 0.1²),
-    the learned features and positions N(0, 1) like real features."""
+    the learned features and positions N(0, 1) like real features; for the DAC, weight-norm magnitudes
+    0.2..0.6 per channel and Snake frequencies 0.5..1.5."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             noise = torch.randn(p.shape, generator=gen)
-            if name.endswith("norm.weight"):
+            if name.endswith("weight_g"):
+                p.copy_(0.2 + 0.4 * torch.rand(p.shape, generator=gen))
+            elif name.endswith("alpha"):
+                p.copy_(0.5 + torch.rand(p.shape, generator=gen))
+            elif name.endswith("norm.weight"):
                 p.copy_(1 + 0.1 * noise)
             elif p.dim() >= 2 and not name.startswith(("empty_", "sync_pos_emb")):
                 p.copy_(noise / (p[0].numel() ** 0.5))
@@ -140,6 +171,7 @@ def main(argv=None) -> None:
 
     metadata = {"official_repo": "Tencent-Hunyuan/HunyuanVideo-Foley", "official_commit": commit,
                 "torch": torch.__version__, "seed": str(SEED), "tiny_kwargs": json.dumps(TINY_KWARGS),
+                "dac_kwargs": json.dumps(DAC_KWARGS),
                 "sample": json.dumps({"steps": SAMPLE_STEPS, "cfg": SAMPLE_CFG, "seconds": SAMPLE_SECONDS,
                                       "shift": DIFFUSION["sample_flow_shift"]}),
                 "made_by": "tests/v2a/make_golden_fixture.py"}
@@ -155,7 +187,10 @@ def build_records(official: Path) -> dict:
     from hunyuanvideo_foley.models.hifi_foley import HunyuanVideoFoley
     from hunyuanvideo_foley.utils.config_utils import AttributeDict
 
-    install_stand_ins()
+    install_audio_stand_ins()
+    from hunyuanvideo_foley.models.dac_vae.model.dac import DAC
+
+    install_pipeline_stand_ins()
     from hunyuanvideo_foley.utils.model_utils import denoise_process
 
     cfg = AttributeDict({"model_config": {"model_kwargs": TINY_KWARGS}, "diffusion_config": DIFFUSION})
@@ -175,6 +210,16 @@ def build_records(official: Path) -> dict:
                         sync_feat=inputs["sync"].clone(), return_dict=False)
             record |= {f"{case}.{k}": v for k, v in inputs.items()} | {f"{case}.out": out}
 
+    dac = DAC(**DAC_KWARGS).eval()
+    seeded_parameters(dac, SEED + 3)
+    record |= {f"dac_state.{k}": v.detach().clone() for k, v in dac.state_dict().items()}
+    with torch.no_grad():
+        audio = torch.tanh(rand(2, 1, 24 * 6))          # 24 latent frames at hop 6
+        posterior = dac.encode(audio)[0]
+        latents = rand(2, DAC_KWARGS["latent_dim"], 17)
+        record |= {"dac.audio": audio, "dac.mean": posterior.mean, "dac.logvar": posterior.logvar,
+                   "dac.latents": latents, "dac.decoded": dac.decode(latents)}
+
     la = int(SAMPLE_SECONDS * TINY_KWARGS["audio_frame_rate"])
     visual, sync = rand(1, 4, dv), rand(1, 16, ds)
     text, negative = rand(1, 6, dt), rand(1, 6, dt)
@@ -184,21 +229,22 @@ def build_records(official: Path) -> dict:
         seen.setdefault("noise", kwargs["x"][:1].clone())
 
     class DecoderRecorder:
-        sample_rate = 48000
+        """The tiny DAC, recording the latents denoise_process hands it."""
+        sample_rate = dac.sample_rate
 
         def decode(self, latents):
             seen["latents"] = latents.clone()
-            return latents
+            return dac.decode(latents)
 
     model.register_forward_pre_hook(first_call, with_kwargs=True)
     model_dict = AttributeDict({"foley_model": model, "dac_model": DecoderRecorder(), "device": torch.device("cpu")})
     torch.manual_seed(SEED + 2)
-    denoise_process(AttributeDict({"siglip2_feat": visual, "syncformer_feat": sync}),
+    waveform, _ = denoise_process(AttributeDict({"siglip2_feat": visual, "syncformer_feat": sync}),
                     AttributeDict({"text_feat": text, "uncond_text_feat": negative}), SAMPLE_SECONDS, model_dict, cfg,
                     guidance_scale=SAMPLE_CFG, num_inference_steps=SAMPLE_STEPS)
     assert seen["noise"].shape == (1, c, la), seen["noise"].shape
     record |= {"sample.noise": seen["noise"], "sample.visual": visual, "sample.sync": sync, "sample.text": text,
-               "sample.negative_text": negative, "sample.out": seen["latents"].float()}
+               "sample.negative_text": negative, "sample.out": seen["latents"].float(), "sample.audio": waveform}
     return record
 
 

@@ -58,3 +58,22 @@ def test_zero_steps(model):
     cond = FoleyConditions(g["visual_features"], g["sync_features"], g["text_states"])
     with pytest.raises(InputError, match="steps must be at least 1"):
         sample_audio_latents(model, g["x"], cond, g["text_states"], steps=0)
+
+
+@pytest.fixture(scope="module")
+def audio_vae():
+    from hyvideo_core.v2a.audio_vae import DacConfig, DacVae
+
+    return DacVae(DacConfig(4, (2, 3), 8, 16, (3, 2), 48000)).eval()
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda vae: vae.decode(torch.randn(1, 5, 4)), r"latents must be \(B, 8, L\) with L > 0; found \(1, 5, 4\)"),
+    (lambda vae: vae.decode(torch.randn(1, 8, 0)), r"latents must be \(B, 8, L\) with L > 0; found \(1, 8, 0\)"),
+    (lambda vae: vae.decode(torch.randn(1, 8, 9), chunk_frames=0), r"chunk_frames must be at least 1; found 0"),
+    (lambda vae: vae.encode(torch.randn(1, 2, 60)), r"audio must be a \(B, 1, N\) mono waveform with N > 0; found \(1, 2, 60\)"),
+    (lambda vae: vae.encode(torch.randn(1, 1, 0)), r"audio must be a \(B, 1, N\) mono waveform with N > 0"),
+], ids=["latent_channels", "zero_latent_frames", "zero_chunk", "stereo_audio", "empty_audio"])
+def test_bad_audio_vae_inputs(audio_vae, call, message):
+    with pytest.raises(InputError, match=message):
+        call(audio_vae)
