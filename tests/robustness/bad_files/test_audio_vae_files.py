@@ -1,7 +1,5 @@
 """Audio VAE files that ``load_audio_vae`` cannot use: unexpected or inconsistent metadata, another model,
 missing tensors, code in the pickle — each a clear error saying what was expected."""
-import pickle
-
 import pytest
 import torch
 from safetensors.torch import save_file
