@@ -15,6 +15,7 @@ _EXPORTS = {
     "load_transformer": ".checkpoints.load",
     "save_transformer": ".checkpoints.load",
     "load_vae": ".vae.load",
+    "load_foley": ".v2a.load",
     "sample": ".sampling.loop",
     "make_noise": ".sampling.noise",
     "flow_sigmas": ".sampling.schedules",

@@ -24,6 +24,8 @@ _OTHER_KINDS = (
     ("text_model.encoder.layers.0.mlp.fc1.weight", "a CLIP text encoder; load it with the text-encoder loader"),
     ("double_blocks.0.img_attn.qkv.weight", "a Flux-style transformer, not HunyuanVideo"),
     ("blocks.0.self_attn.q.weight", "a Wan transformer, not HunyuanVideo"),
+    ("audio_embedder.proj.weight", "a HunyuanVideo-Foley video-to-audio model; load it with "
+                                   "hyvideo_core.v2a.load_foley (the Foley model loader)"),
 )
 
 

@@ -123,6 +123,11 @@ def _vae_key_names(source: TensorSource) -> Dict[str, str]:
     for prefix in ("",) + KEY_PREFIXES:
         if prefix + _SENTINEL in source and prefix + "encoder.conv_in.conv.weight" in source:
             return {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
+    if "audio_embedder.proj.weight" in keys:
+        raise UnknownCheckpointError(
+            f"{source.path!r} is a HunyuanVideo-Foley video-to-audio model, not a VAE: load it with "
+            f"hyvideo_core.v2a.load_foley (the Foley model loader) and pick the HunyuanVideo VAE "
+            f"(e.g. hunyuan_video_vae_bf16.safetensors, models/vae) here.")
     if any(marker in k for k in keys for marker in _TRANSFORMER_MARKERS):
         raise UnknownCheckpointError(
             f"{source.path!r} is a transformer (diffusion model) file, not a VAE: it has keys such "
