@@ -441,16 +441,14 @@ def parallel_sample_latents(model, positive, latents: torch.Tensor, options, *, 
                          "not loaded by the transformer loader (prepare_transformer) or was changed in memory since "
                          "(e.g. a LoRA given as tensors, not a file); load it with the loader nodes, or sample "
                          "without the parallel settings")
-    if options.step_cache is not None:
-        raise InputError("a step cache cannot be combined with parallel sampling yet (the workers would decide "
-                         "differently which steps to skip); disconnect the step cache or the parallel settings")
     device_type = torch.device(source.device).type
     world = settings.worker_count(device_type)
     config = settings.config_for(world, model.config.heads_num, options.cfg_scale)
     use_negative = negative is not None and options.cfg_scale > 1
     fields = {
         "options": {"steps": options.steps, "shift": options.shift, "embedded_guidance": options.embedded_guidance,
-                    "cfg_scale": options.cfg_scale, "seed": options.seed, "denoise": options.denoise},
+                    "cfg_scale": options.cfg_scale, "seed": options.seed, "denoise": options.denoise,
+                    "step_cache": None if options.step_cache is None else asdict(options.step_cache)},
         "config": asdict(config), "scaling_factor": scaling_factor, "condition": condition,
         "i2v_stability": i2v_stability, "previews": callback is not None,
     }

@@ -109,6 +109,7 @@ class Worker:
     def sample(self, fields: dict, tensors: dict) -> None:
         from ..apps.latent_stages import SamplerOptions, sample_latents
         from ..errors import Interrupted
+        from ..runtime.options import StepCacheOptions
         from ..runtime.progress import ProgressEvent
         from ..text_encoders.api import PromptEmbeds
         from . import parallelize
@@ -118,7 +119,8 @@ class Worker:
         if self.config != config:
             # the pool's model key includes a sharded config, so a sharded model is never split again
             self.run, self.config = parallelize(self.model, config), config
-        options = SamplerOptions(**fields["options"])
+        cache = fields["options"]["step_cache"]   # under sequence parallel every rank takes the same skip decisions
+        options = SamplerOptions(**dict(fields["options"], step_cache=None if cache is None else StepCacheOptions(**cache)))
         previews = fields["previews"]
 
         def embeds(prefix: str) -> Optional[PromptEmbeds]:

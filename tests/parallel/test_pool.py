@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -53,12 +54,16 @@ CASES = {
     "ring2": (None, SamplerOptions(steps=3, shift=7.0, embedded_guidance=6.0, seed=1), TWO),
     "cfg_parallel": (TOY, SamplerOptions(steps=3, shift=3.0, embedded_guidance=4.0, cfg_scale=3.0, seed=2),
                      PoolSettings(workers=2, cfg_parallel="on")),
+    # threshold chosen so that some of the 3 steps are skipped: the workers must skip the same ones
+    "ulysses2_teacache": (TOY, SamplerOptions(steps=3, shift=3.0, embedded_guidance=4.0, seed=5,
+                                              step_cache=StepCacheOptions("teacache", 0.5)), TWO),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
-def test_pool_sample_equals_one_process(case):
+def test_pool_sample_equals_one_process(case, caplog):
     path, options, settings = CASES[case]
+    caplog.set_level("INFO", logger="hyvideo_core.runtime.options")
     model = prepare_transformer(path or tiny_demo())
     negative = prompt(model, seed=9) if options.cfg_scale > 1 else None
     events = []
@@ -69,6 +74,8 @@ def test_pool_sample_equals_one_process(case):
     # previews: rank 0's current latents and x0 estimate in the model's (scaled) latent space
     assert events[-1].latents.shape == ref.shape and torch.allclose(events[-1].latents / 0.5, ref, atol=1e-4)
     assert events[-1].denoised is not None
+    if options.step_cache is not None:     # the one-process run skipped a pass (so the workers had to agree)
+        assert re.search(r"step cache \(teacache 0.5\): \d+ full / [1-9]\d* cached", caplog.text), caplog.text
 
 
 def test_pool_stays_warm_and_reloads_only_when_the_model_file_changes(tmp_path):
@@ -150,11 +157,8 @@ def test_messages_carry_tensors_of_every_dtype_and_shape():
         assert msg.tensors[name].dtype == t.dtype and torch.equal(msg.tensors[name], t), name
 
 
-def test_step_cache_and_models_without_a_source_are_refused_before_any_worker_starts():
+def test_models_without_a_source_are_refused_before_any_worker_starts():
     model = prepare_transformer(TOY)
-    with pytest.raises(InputError, match="step cache cannot be combined"):
-        parallel_sample_latents(model, prompt(model), empty_latent(model),
-                                SamplerOptions(steps=2, step_cache=StepCacheOptions()), settings=TWO, scaling_factor=0.5)
     del model.source
     with pytest.raises(InputError, match="not loaded by the transformer loader"):
         parallel_sample_latents(model, prompt(model), empty_latent(model), SamplerOptions(steps=2), settings=TWO,
