@@ -4,7 +4,6 @@ the workers' lifetime, which ends with the server's."""
 import json
 import re
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from safetensors.torch import load_file
 
 import server as harness
+from cancelling import cancel_after_first_step
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 WORKER_MODULE = "hyvideo_core.parallel.pool_worker"
@@ -97,13 +97,7 @@ def test_parallel_twin_gives_the_single_process_latent_with_progress_and_preview
 
 def test_cancel_stops_every_worker_after_the_same_step(comfyui_server, queue_prompt, comfy_interrupt):
     log_start = len(comfyui_server.log_text())
-    steps_seen = []
-
-    def on_event(kind, data):
-        if kind == "progress" and data.get("max") == 200:
-            steps_seen.append(data["value"])
-            if len(steps_seen) == 1:
-                threading.Thread(target=comfy_interrupt).start()
+    on_event, steps_seen = cancel_after_first_step(comfy_interrupt, 200)
 
     result = queue_prompt(twin(**{"6": {"steps": 200}}), timeout=600, check=False, on_event=on_event)
     assert result.status == "interrupted"
