@@ -290,7 +290,10 @@ class WorkerPool:
             rank, msg = got
             if msg.kind == "progress":
                 stop = on_progress(msg) if on_progress is not None else False
-                wire.send(self.conns[rank], "verdict", {"stop": bool(stop)})
+                try:
+                    wire.send(self.conns[rank], "verdict", {"stop": bool(stop)})
+                except OSError:
+                    raise _Stopped(rank) from None
                 continue
             if msg.kind not in (kind, "interrupted", "error"):
                 raise ParallelRunError(f"parallel worker {rank} answered {msg.kind!r} to {kind!r}")
