@@ -1,5 +1,5 @@
-"""Settings nodes: memory passes for the transformer loader, step caching for the sampler.
-Each returns a typed engine options object; the loader / sampler apply it."""
+"""Settings nodes: memory passes for the transformer loader, step caching and parallel workers for
+the sampler. Each returns a typed engine options object; the loader / sampler apply it."""
 from __future__ import annotations
 
 from .adapters import CATEGORY, PREFIX, tooltip
@@ -68,5 +68,42 @@ class StepCache:
         return (StepCacheOptions(method=method, threshold=threshold),)
 
 
+class ParallelSettings:
+    DESCRIPTION = ("Runs the sampler on several worker processes as one generation: one per GPU (or N CPU processes), "
+                   "started on first use and kept warm. The image tokens are split over the workers (Ulysses and/or "
+                   "ring attention), the two CFG passes can run side by side, and weights can be sharded so N smaller "
+                   "cards hold the model. Same result as one process; progress, previews and Cancel work. Connect to "
+                   "the sampler's 'parallel' input. Each worker loads the transformer from the loader's file (and "
+                   "LoRA files) once.")
+    CATEGORY = f"{CATEGORY}/performance"
+    RETURN_TYPES = (f"{PREFIX}_PARALLEL",)
+    RETURN_NAMES = ("parallel",)
+    OUTPUT_TOOLTIPS = ("Parallel settings for the sampler.",)
+    FUNCTION = "make"
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "workers": ("INT", tooltip("Worker processes: 0 = one per visible GPU (2 when ComfyUI runs on the CPU). "
+                                       "Changing it restarts the workers.", default=0, min=0, max=64)),
+            "ulysses": ("INT", tooltip("Ulysses degree (all-to-all over attention heads; must divide the model's "
+                                       "heads, 24 for the released model). 0 = automatic.", default=0, min=0, max=64)),
+            "ring": ("INT", tooltip("Ring-attention degree (any size). 0 = automatic: the workers Ulysses cannot "
+                                    "take.", default=0, min=0, max=64)),
+            "cfg_parallel": (["auto", "on", "off"], tooltip(
+                "Run the positive and negative CFG passes on two halves of the workers. auto: when cfg > 1 and "
+                "the worker count is even.", default="auto")),
+            "shard_weights": ("BOOLEAN", tooltip("Each worker keeps about 1/N of the transformer's weights (FSDP2), "
+                                                 "so N smaller cards hold a model one card cannot.", default=False)),
+        }}
+
+    def make(self, workers, ulysses, ring, cfg_parallel, shard_weights):
+        from ..hyvideo_core.parallel.pool import PoolSettings
+
+        return (PoolSettings(workers=workers, ulysses=ulysses, ring=ring, cfg_parallel=cfg_parallel,
+                             shard_weights=shard_weights),)
+
+
 NODES = {f"{PREFIX}_MemorySettings": (MemorySettings, "HunyuanVideo Memory Settings (HVS)"),
-         f"{PREFIX}_StepCache": (StepCache, "HunyuanVideo Step Cache (HVS)")}
+         f"{PREFIX}_StepCache": (StepCache, "HunyuanVideo Step Cache (HVS)"),
+         f"{PREFIX}_ParallelSettings": (ParallelSettings, "HunyuanVideo Parallel Settings (HVS)")}

@@ -77,24 +77,34 @@ class Sampler:
         }, "optional": {
             "step_cache": (f"{PREFIX}_STEP_CACHE", tooltip("From HunyuanVideo Step Cache: skip passes that barely "
                                                            "change the result.")),
+            "parallel": (f"{PREFIX}_PARALLEL", tooltip("From HunyuanVideo Parallel Settings: sample on several "
+                                                       "GPUs (or CPU processes) at once, same result.")),
         }}
 
-    def sample(self, model, embeds, latent, seed, steps, shift, embedded_guidance, cfg, denoise, step_cache=None):
+    def sample(self, model, embeds, latent, seed, steps, shift, embedded_guidance, cfg, denoise, step_cache=None,
+               parallel=None):
+        from functools import partial
+
         from ..hyvideo_core.apps.latent_stages import SamplerOptions, sample_latents
         from ..hyvideo_core.variants import get_variant
 
         options = SamplerOptions(steps=steps, shift=shift, embedded_guidance=embedded_guidance or None,
                                  cfg_scale=cfg, seed=seed, denoise=denoise, step_cache=step_cache)
         scaling_factor = get_variant(model.variant).vae.scaling_factor
+        sampler = sample_latents
+        if parallel is not None:
+            from ..hyvideo_core.parallel.pool import parallel_sample_latents
+
+            sampler = partial(parallel_sample_latents, settings=parallel)
         if latent.get("hvs_image_condition") is not None or model.config.condition_type == "latent_concat":
             from ..hyvideo_core.apps.i2v import LATENT_KEY, sample_i2v_latents   # image-to-video
 
             out = sample_i2v_latents(model, embeds.positive, latent["samples"], latent.get(LATENT_KEY), options,
                                      scaling_factor=scaling_factor, negative=embeds.negative,
-                                     callback=progress_callback())
+                                     callback=progress_callback(), sampler=sampler)
             return (dict(latent, samples=out.cpu()),)
-        out = sample_latents(model, embeds.positive, latent["samples"], options,
-                             scaling_factor=scaling_factor, negative=embeds.negative, callback=progress_callback())
+        out = sampler(model, embeds.positive, latent["samples"], options,
+                      scaling_factor=scaling_factor, negative=embeds.negative, callback=progress_callback())
         return (dict(latent, samples=out.cpu()),)
 
 

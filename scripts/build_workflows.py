@@ -28,7 +28,15 @@ NOTES = {
         "folder), Train LoRA writes models/loras/hvs_lora.safetensors (ComfyUI LoRA format) and shows the loss plot, "
         "and Load LoRA applies it for a test render. For the released model: cache with its VAE and text encoders "
         "at e.g. 33x544x960, rank 32-64, learning rate 1e-4, a few thousand steps on a GPU."),
+    "text_to_video_parallel": (
+        "Parallel sampling: HunyuanVideo Parallel Settings feeds the sampler's 'parallel' input, and the sampler runs "
+        "on worker processes kept warm between runs (here 2 CPU workers on the suite's embedded toy-world model, "
+        "64x64, 17 frames). On a GPU machine set workers to 0 (one per GPU); ulysses / ring 0 pick the split "
+        "automatically, cfg_parallel runs the two CFG passes side by side when cfg > 1, shard_weights lets N smaller "
+        "cards hold the released model. The result equals the single-process sampler's."),
 }
+
+TOY = "[embedded] toy world"
 
 LOADERS = {
     1: ("HVS_LoadTransformer", {}, [EMBEDDED, "auto", "sdpa"], [("model", "HVS_MODEL")], (0, 0)),
@@ -83,6 +91,18 @@ GRAPHS = {
             [0, "fixed", 8, 7.0, 6.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
         **DECODE_SAVE,
     },
+    "text_to_video_parallel": {
+        1: ("HVS_LoadTransformer", {}, [TOY, "auto", "sdpa"], [("model", "HVS_MODEL")], (0, 0)),
+        2: ("HVS_LoadVAE", {}, [TOY, "auto"], [("vae", "HVS_VAE")], (0, 1)),
+        3: ("HVS_LoadTextEncoders", {}, [TOY, TOY, "auto"], [("text_encoders", "HVS_TEXT_ENCODERS")], (0, 2)),
+        4: ("HVS_TextEncode", {"text_encoders": (3, 0)},
+            ["a red circle moving left slowly on a dark background", "video", ""], [("embeds", "HVS_EMBEDS")], (1, 2)),
+        18: ("HVS_ParallelSettings", {}, [2, 0, 0, "auto", False], [("parallel", "HVS_PARALLEL")], (1, 3)),
+        5: ("HVS_EmptyVideoLatent", {"vae": (2, 0)}, [64, 64, 17, 1], [("LATENT", "LATENT")], (1, 1)),
+        6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (5, 0), "parallel": (18, 0)},
+            [0, "fixed", 8, 3.0, 4.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
+        **DECODE_SAVE,
+    },
     "train_lora": {
         **LOADERS, ENCODE[0]: ENCODE[1],
         14: ("HVS_CacheDataset", {"vae": (2, 0), "text_encoders": (3, 0)}, ["toy:8", "17x64x64", "", False],
@@ -116,6 +136,7 @@ WIDGETS = {
     "HVS_MemorySettings": ["quantize", "block_swap", "weights_budget_gb", "swap_double_blocks", "swap_single_blocks",
                            "offload_to", "compile"],
     "HVS_StepCache": ["method", "threshold"],
+    "HVS_ParallelSettings": ["workers", "ulysses", "ring", "cfg_parallel", "shard_weights"],
     "HVS_CacheDataset": ["dataset_folder", "buckets", "cache_folder", "skip_short_clips"],
     "HVS_TrainLoRA": ["base_model", "steps", "rank", "alpha", "learning_rate", "batch_size", "seed", None, "lora_name",
                       "overwrite", "prior_weight"],

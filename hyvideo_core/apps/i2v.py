@@ -261,8 +261,9 @@ def prepare_conditioning(vae, encoders, image: Any, options: I2VConditioningOpti
 
 def sample_i2v_latents(model, positive, latents: torch.Tensor, condition: Optional[ImageCondition], options, *,
                        scaling_factor: float, negative=None, i2v_stability: bool = True,
-                       callback: Optional[ProgressCallback] = None) -> torch.Tensor:
-    """Raw latents in and out (ComfyUI LATENT), like ``apps.latent_stages.sample_latents``, with the image condition."""
+                       callback: Optional[ProgressCallback] = None, sampler=sample_latents) -> torch.Tensor:
+    """Raw latents in and out (ComfyUI LATENT), like ``apps.latent_stages.sample_latents``, with the image condition
+    (``sampler``: ``sample_latents`` or a call with its arguments, e.g. the parallel pool's)."""
     c = latents.shape[1]
     mode = image_condition(model, c)
     if condition is None:
@@ -273,6 +274,6 @@ def sample_i2v_latents(model, positive, latents: torch.Tensor, condition: Option
         raise InputError(
             f"the image conditioning was made for {condition.mode!r} but this model is {mode!r} "
             f"({model.config.in_channels} input channels); set the conditioning node's condition to {mode!r}")
-    return sample_latents(model, positive, latents, options, scaling_factor=scaling_factor, negative=negative,
-                          callback=callback, image_latents=condition.image_latents, condition=mode,
-                          i2v_stability=i2v_stability)
+    return sampler(model, positive, latents, options, scaling_factor=scaling_factor, negative=negative,
+                   callback=callback, image_latents=condition.image_latents, condition=mode,
+                   i2v_stability=i2v_stability)

@@ -337,6 +337,9 @@ def with_lora(model: nn.Module, weights: Mapping[str, LoRAWeights], strength: fl
         for name in fresh:
             layers[name].lora_A.requires_grad_(False)
             layers[name].lora_B.requires_grad_(False)
+    source = getattr(model, "source", None)   # how to rebuild it elsewhere (runtime.options.TransformerSource)
+    if source is not None:
+        new.source = source.with_lora(path, strength) if path != "<memory>" else None
     return new
 
 

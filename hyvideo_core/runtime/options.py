@@ -3,13 +3,16 @@
 ``prepare_transformer`` loads a transformer and applies, from outside the model, fp8 weight
 quantisation, block swap (planned from a memory budget or set by hand) and regional compile;
 ``StepCacheOptions`` is what ``sample(..., step_cache=...)`` installs for one sampling run.
+The model it returns carries ``model.source`` (:class:`TransformerSource`): the file and options
+it was built from, so another process (the ComfyUI worker pool) can build the same model.
 """
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass
-from typing import Iterator, Optional
+import os
+from dataclasses import asdict, dataclass, replace
+from typing import Iterator, Optional, Tuple
 
 import torch
 
@@ -48,6 +51,33 @@ class StepCacheOptions:
             raise InputError(f"step cache method must be 'teacache' or 'first_block_cache', got {self.method!r}")
         if self.threshold < 0:
             raise InputError(f"step cache threshold must be >= 0, got {self.threshold}")
+
+
+@dataclass(frozen=True)
+class TransformerSource:
+    """How a transformer was built: ``prepare_transformer(path, device, dtype, attention_backend,
+    memory)`` then each of ``loras`` (file, strength) added with ``finetune.lora.with_lora``. Set as
+    ``model.source`` by those two calls; None (or absent) when the model was built another way."""
+    path: str
+    device: str = "cpu"
+    dtype: Optional[str] = None                # torch dtype name ("bfloat16"), None = the file's precision
+    attention_backend: Optional[str] = None
+    memory: MemoryOptions = MemoryOptions()
+    loras: Tuple[Tuple[str, float], ...] = ()
+
+    def with_lora(self, path: str, strength: float) -> "TransformerSource":
+        return replace(self, loras=self.loras + ((os.fspath(path), float(strength)),))
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> "TransformerSource":
+        return cls(**dict(data, memory=MemoryOptions(**data["memory"]),
+                          loras=tuple((str(p), float(s)) for p, s in data["loras"])))
+
+    def files(self) -> Tuple[str, ...]:
+        return (self.path,) + tuple(p for p, _ in self.loras)
 
 
 def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optional[torch.dtype] = None,
@@ -90,6 +120,8 @@ def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optiona
             log.warning("torch.compile skipped: %s", reason)
         else:
             compile_blocks(model)
+    model.source = TransformerSource(os.fspath(path), str(device), None if dtype is None else str(dtype)[6:],
+                                     attention_backend, memory)
     return model
 
 

@@ -2,13 +2,13 @@
 import copy
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
 import torch
 
 import server as harness
+from cancelling import cancel_after_first_step
 from hyvideo_core import load_transformer, save_transformer
 from hyvideo_core.demo_models import ensure_demo_models
 from hyvideo_core.video_io import read_video
@@ -106,13 +106,7 @@ def test_missing_model_file_is_rejected(queue_prompt):
 
 def test_interrupt_stops_within_a_step_and_leaves_no_file(comfyui_server, queue_prompt, comfy_interrupt):
     before = set(comfyui_server.output_dir.rglob("*.mp4"))
-    steps_seen = []
-
-    def on_event(kind, data):
-        if kind == "progress" and data.get("max") == 200:
-            steps_seen.append(data["value"])
-            if len(steps_seen) == 1:
-                threading.Thread(target=comfy_interrupt).start()
+    on_event, steps_seen = cancel_after_first_step(comfy_interrupt, 200)
 
     long_run = api("text_to_video", **{"5": {"width": 64, "height": 64, "frames": 9}, "6": {"steps": 200}})
     result = queue_prompt(long_run, timeout=600, check=False, on_event=on_event)
