@@ -187,6 +187,10 @@ class Chromium:
         page.target_id = target["id"]
         for domain in ("Runtime", "Log", "Page"):
             page.send(f"{domain}.enable")
+        # every page starts clean: front ends restore the last graph from browser storage, which
+        # would carry one test's workflow (and its console messages) into the next
+        page.send("Page.addScriptToEvaluateOnNewDocument",
+                  {"source": "try { localStorage.clear(); sessionStorage.clear(); } catch (e) {}"})
         if url != "about:blank":
             page.send("Page.navigate", {"url": url})
         return page
@@ -230,7 +234,7 @@ _LOAD_JS = r"""
   await new Promise((res) => setTimeout(res, 300));
   const dlg = app.ui && app.ui.dialog && app.ui.dialog.element;
   const vueDialogs = [...document.querySelectorAll("[role=dialog], [data-testid=error-overlay]")]
-    .filter((d) => d.offsetParent !== null);
+    .filter((d) => d.getClientRects().length > 0 && getComputedStyle(d).visibility !== "hidden");
   const dialogText = dlg && getComputedStyle(dlg).display !== "none" ? dlg.textContent
     : (vueDialogs.map((d) => d.textContent).join("\n") || null);
   let prompt = null, promptError = null;
@@ -265,13 +269,19 @@ _LOAD_JS = r"""
 """
 
 
-def set_vue_nodes(server_url: str, enabled: bool) -> None:
-    """Switch the new front end's Vue node view on or off (server-side user setting, read by the
-    next page load)."""
-    req = urllib.request.Request(f"{server_url}/settings/{VUE_NODES_SETTING}", data=json.dumps(enabled).encode(),
+def set_setting(server_url: str, setting: str, value) -> None:
+    """A front-end user setting, stored by the server and read by the next page load."""
+    req = urllib.request.Request(f"{server_url}/settings/{setting}", data=json.dumps(value).encode(),
                                  method="POST", headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=30) as r:
         r.read()
+
+
+def prepare_new_frontend(server_url: str, view: str) -> None:
+    """Node view ("litegraph" or "vue") of the new front end, and no first-run template browser
+    over the canvas (it opens for a user who has not finished the tutorial)."""
+    set_setting(server_url, "Comfy.TutorialCompleted", True)
+    set_setting(server_url, VUE_NODES_SETTING, view == "vue")
 
 
 @contextlib.contextmanager
@@ -280,7 +290,7 @@ def open_frontend(chromium: Chromium, server_url: str, timeout: float = 90.0, vi
     ``view`` ("litegraph" or "vue", new front end only) sets the node view first and waits until
     the page uses it."""
     if view is not None:
-        set_vue_nodes(server_url, view == "vue")
+        prepare_new_frontend(server_url, view)
     page = chromium.new_page(server_url + "/")
     try:
         if not page.wait_for("!!(window.app && window.app.graph && window.LiteGraph && app.canvas)", timeout=timeout):
