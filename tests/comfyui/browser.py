@@ -228,7 +228,8 @@ _LOAD_JS = r"""
   const missing = [...new Set(types.filter((t) => !(t in registered)))].sort();
   let loadError = null;
   try {
-    if (isApi) { app.loadApiJson(wf); } else { await app.loadGraphData(wf); }
+    // the new front end names the tab after the second argument (without one it fails after loading)
+    if (isApi) { await app.loadApiJson(wf, "hvs_api_workflow.json"); } else { await app.loadGraphData(wf); }
   } catch (e) { loadError = String(e && e.stack || e); }
   // the legacy front end's dialog, or the Vue front end's (e.g. its missing-node-types dialog)
   await new Promise((res) => setTimeout(res, 300));
