@@ -4,6 +4,7 @@ the condition attached to the latent."""
 from __future__ import annotations
 
 from .adapters import CATEGORY, EMBEDDED, PREFIX, list_models, resolve_model, tooltip, torch_device
+from .sampling import check_frame_count
 
 _BASE_SIZES = {"360p (480)": 480, "540p (720)": 720, "720p (960)": 960}
 
@@ -66,6 +67,10 @@ class ImageToVideoConditioning:
                 "match the model; the sampler checks.", default="token_replace")),
             "batch_size": ("INT", tooltip("Videos per run.", default=1, min=1, max=64)),
         }}
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, frames=None):
+        return check_frame_count(frames)      # at queue time, not after the encoders ran
 
     def condition(self, text_encoders, image_encoder, vae, image, prompt, frames, base_size, resize, condition,
                   batch_size):

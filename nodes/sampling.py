@@ -4,6 +4,21 @@ from __future__ import annotations
 from .adapters import CATEGORY, PREFIX, latent, progress_callback, tooltip
 
 
+def check_frame_count(frames):
+    """VALIDATE_INPUTS answer for a `frames` widget: True, or why the count is not 4n+1 (linked
+    values arrive as None and are checked when the node runs)."""
+    from ..hyvideo_core.errors import InputError
+    from ..hyvideo_core.sampling.noise import latent_shape
+
+    if frames is None:
+        return True
+    try:
+        latent_shape(frames, 16, 16)
+    except InputError as exc:
+        return str(exc)
+    return True
+
+
 class EmptyVideoLatent:
     DESCRIPTION = ("An empty latent video of the given size: frames must be 4n+1 (1, 5, …, 129) and width/height "
                    "multiples of 16. Same layout as core's HunyuanVideo latents.")
@@ -25,17 +40,11 @@ class EmptyVideoLatent:
         }}
 
     @classmethod
-    def VALIDATE_INPUTS(cls, width=None, height=None, frames=None, batch_size=None):
-        from ..hyvideo_core.errors import InputError
-        from ..hyvideo_core.sampling.noise import latent_shape
-
-        if None in (width, height, frames):
-            return True
-        try:
-            latent_shape(frames, height, width)
-        except InputError as exc:
-            return str(exc)
-        return True
+    def VALIDATE_INPUTS(cls, frames=None):
+        # Only `frames` in the signature: ComfyUI reports a failed check once under every input
+        # named here, and skips its own min/max checks for them. Width and height keep the core
+        # min/max checks; a size off the 16-pixel grid is refused when the node runs.
+        return check_frame_count(frames)
 
     def make(self, width, height, frames, batch_size, vae=None):
         import torch

@@ -10,6 +10,7 @@ from typing import Tuple
 
 from .adapters import (CATEGORY, PREFIX, image_from_array, list_loras, list_models, lora_output_folder, resolve_model,
                        step_progress, tooltip, torch_device)
+from .folders import confined_path, input_roots, lora_roots, output_roots
 
 log = logging.getLogger(__name__)
 
@@ -30,30 +31,23 @@ def _bucket_list(spec: str):
 
 
 def _dataset_source(dataset: str) -> str:
-    """``toy:N[:SEED]`` as is; a relative folder is looked up in ComfyUI's input folder first."""
+    """``toy:N[:SEED]`` as is; a folder must be inside ComfyUI's input or output folder (relative: input/)."""
     from ..hyvideo_core.toy.clip_source import parse_toy_source
 
     dataset = dataset.strip()
     if parse_toy_source(dataset) is not None:
         return dataset
-    path = os.path.expanduser(dataset)
-    if not os.path.isabs(path):
-        import folder_paths
-
-        in_input = os.path.join(folder_paths.get_input_directory(), path)
-        if os.path.isdir(in_input) or not os.path.isdir(path):
-            path = in_input
-    return os.path.abspath(path)
+    return confined_path(dataset, input_roots(), "dataset_folder")
 
 
 def _cache_folder(cache_folder: str, source: str, buckets) -> str:
-    """Empty: output/hvs_lora_cache/<dataset name>-<hash of source and buckets>; relative: under output/."""
+    """Empty: output/hvs_lora_cache/<dataset name>-<hash of source and buckets>; else inside output/
+    (relative: under it)."""
     import folder_paths
 
     out = folder_paths.get_output_directory()
     if cache_folder.strip():
-        path = os.path.expanduser(cache_folder.strip())
-        return path if os.path.isabs(path) else os.path.join(out, path)
+        return confined_path(cache_folder, output_roots(), "cache_folder")
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", os.path.basename(source.rstrip("/\\")) or source).strip("-") or "dataset"
     digest = hashlib.sha1(repr((source, [tuple(b) for b in buckets])).encode()).hexdigest()[:8]
     return os.path.join(out, "hvs_lora_cache", f"{name}-{digest}")
@@ -74,8 +68,8 @@ class CacheDataset:
     def INPUT_TYPES(cls):
         return {"required": {
             "dataset_folder": ("STRING", tooltip(
-                "Folder of training videos, each with a same-name .txt caption; a relative path is looked up in "
-                "ComfyUI's input folder. toy:N uses N generated toy-world clips.", default="toy:8")),
+                "Folder of training videos, each with a same-name .txt caption, inside ComfyUI's input (or output) "
+                "folder; a relative path starts in input/. toy:N uses N generated toy-world clips.", default="toy:8")),
             "vae": (f"{PREFIX}_VAE", tooltip("The VAE of the model to fine-tune (encodes the clips).")),
             "text_encoders": (f"{PREFIX}_TEXT_ENCODERS", tooltip("The text encoders of that model (encode captions).")),
             "buckets": ("STRING", tooltip(
@@ -83,8 +77,9 @@ class CacheDataset:
                 "goes to the bucket of its aspect ratio it can fill longest, then is resized and centre-cropped. "
                 "Frames 4n+1, sizes multiples of 16.", default="17x64x64")),
             "cache_folder": ("STRING", tooltip(
-                "Where the cache goes; empty = output/hvs_lora_cache/<dataset>-<hash>, a relative path is under "
-                "ComfyUI's output folder. Use a new folder after changing the VAE or text encoders.", default="")),
+                "Where the cache goes, inside ComfyUI's output folder; empty = output/hvs_lora_cache/<dataset>-<hash>, "
+                "a relative path is under output/. Use a new folder after changing the VAE or text encoders.",
+                default="")),
             "skip_short_clips": ("BOOLEAN", tooltip(
                 "Skip clips shorter than every bucket instead of stopping with an error.", default=False)),
         }}
@@ -107,9 +102,9 @@ class CacheDataset:
 
         bucket_list = _bucket_list(buckets)
         source = _dataset_source(dataset_folder)
+        folder = _cache_folder(cache_folder, source, bucket_list)     # refused before any work if outside output/
         toy = parse_toy_source(source)
         total = toy.count if toy is not None else len(dataset_videos(source))
-        folder = _cache_folder(cache_folder, source, bucket_list)
         manifest = cache_dataset(folder, open_clip_source(source, bucket_list), vae, encoders_text_fn(text_encoders),
                                  bucket_list, skip_short=skip_short_clips, callback=step_progress(total))
         log.info("HVS: cached %d clips into %s (skipped %d)", len(manifest["entries"]), folder, manifest["skipped"])
@@ -119,14 +114,14 @@ class CacheDataset:
 def _lora_destination(lora_name: str, overwrite: bool) -> str:
     from ..hyvideo_core.errors import InputError
 
-    root = os.path.abspath(lora_output_folder())
+    root = os.path.realpath(lora_output_folder())
     name = lora_name.strip().replace("\\", "/")
     if name.lower().endswith(".safetensors"):
         name = name[: -len(".safetensors")]
-    path = os.path.abspath(os.path.join(root, name + ".safetensors"))
-    if not name or os.path.isabs(name) or os.path.commonpath([root, path]) != root:
+    if not name or os.path.isabs(name):
         raise InputError(f"LoRA name {lora_name!r} must be a file name (optionally with a subfolder) inside "
-                         f"{root}; found an empty, absolute or escaping path")
+                         f"{root}; found an empty or absolute path")
+    path = confined_path(name + ".safetensors", [root], "lora_name")     # no escape by .. or a symlink
     if not overwrite and os.path.exists(path):
         stem, n = path[: -len(".safetensors")], 2
         while os.path.exists(f"{stem}_{n}.safetensors"):
@@ -241,7 +236,7 @@ class LoadLoRA:
             "strength": ("FLOAT", tooltip("Scale of the LoRA's update; 0 = the base model exactly, negative "
                                           "inverts it.", default=1.0, min=-2.0, max=2.0, step=0.05)),
         }, "optional": {
-            "lora_path": ("STRING", tooltip("Optional: a full path to a .safetensors LoRA anywhere on disk (e.g. Train "
+            "lora_path": ("STRING", tooltip("Optional: the path of a .safetensors LoRA inside models/loras (e.g. Train "
                                             "HunyuanVideo LoRA's lora_path); used instead of lora_name.",
                                             forceInput=True)),
         }}
@@ -250,37 +245,43 @@ class LoadLoRA:
     def IS_CHANGED(cls, lora_name=None, lora_path=None, **_):
         """The file's modification time, so a LoRA retrained under the same name is read again."""
         try:
-            path = lora_path or _resolve_lora(lora_name)
-            return os.path.getmtime(path)
+            return os.path.getmtime(_lora_file(lora_name, lora_path))
         except Exception:  # noqa: BLE001 - a missing file is reported by VALIDATE_INPUTS / load
             return ""
 
     @classmethod
     def VALIDATE_INPUTS(cls, lora_name=None, lora_path=""):
-        if lora_path is None:     # linked: known only when it runs
+        # Only the list is consulted here: answering "does not exist" for any path typed in would
+        # tell whoever can queue a prompt which files exist on the server. lora_path (linked: None)
+        # is confined to the LoRA folders and checked when the node runs.
+        if lora_path is None or lora_path:
             return True
-        if lora_path:
-            return True if os.path.isfile(lora_path) else f"LoRA file {lora_path!r} does not exist"
-        if lora_name in list_loras() or (lora_name and os.path.isabs(lora_name) and os.path.isfile(lora_name)):
+        if lora_name in list_loras():
             return True
-        return (f"LoRA {lora_name!r} is not in models/loras; put the .safetensors file there (then refresh), or give "
-                f"its full path")
+        return (f"LoRA {str(lora_name)[:200]!r} is not in models/loras; put the .safetensors file there (then refresh), "
+                f"or connect its path to lora_path")
 
     def load(self, model, lora_name, strength, lora_path=None):
         from ..hyvideo_core.finetune.lora import read_lora, with_lora
 
-        path = lora_path or _resolve_lora(lora_name)
+        path = _lora_file(lora_name, lora_path)
         return (with_lora(model, read_lora(path, model), strength=strength, path=path),)
 
 
-def _resolve_lora(name: str) -> str:
+def _lora_file(name: str, lora_path: str = None) -> str:
+    """``lora_path`` (confined to the LoRA folders) if given, else ``name`` from the models/loras list."""
     import folder_paths
 
-    if name and os.path.isabs(name) and os.path.isfile(name):
-        return name
+    from ..hyvideo_core.errors import InputError
+
+    if lora_path:
+        path = confined_path(lora_path, lora_roots(), "lora_path")
+        if not os.path.isfile(path):
+            raise InputError(f"LoRA file {lora_path!r} does not exist in {', '.join(lora_roots())}")
+        return path
     path = folder_paths.get_full_path("loras", name) if name else None
     if not path:
-        raise FileNotFoundError(f"LoRA {name!r} not found in models/loras; put the .safetensors file there")
+        raise InputError(f"LoRA {name!r} not found in models/loras; put the .safetensors file there")
     return path
 
 

@@ -6,6 +6,12 @@ import os
 
 from .adapters import CATEGORY, PREFIX, tooltip
 
+# A built-in source video, so video-to-video runs on a fresh install with an empty input folder:
+# a 33-frame 128x128 toy-world clip, rendered once into ComfyUI's temp folder.
+EMBEDDED_CLIP = "[embedded] toy clip"
+_EMBEDDED_CLIP_CAPTION = "a red circle moving left slowly on a dark background"
+_EMBEDDED_CLIP_FILE = "hvs_embedded_toy_clip.mp4"
+
 
 def _input_videos():
     import folder_paths
@@ -13,8 +19,25 @@ def _input_videos():
     from ..hyvideo_core.video_io import VIDEO_EXTENSIONS
 
     root = folder_paths.get_input_directory()
-    return sorted(f for f in os.listdir(root) if f.lower().endswith(VIDEO_EXTENSIONS)
-                  and os.path.isfile(os.path.join(root, f)))
+    return [EMBEDDED_CLIP] + sorted(f for f in os.listdir(root) if f.lower().endswith(VIDEO_EXTENSIONS)
+                                    and os.path.isfile(os.path.join(root, f)))
+
+
+def _video_path(video: str) -> str:
+    """The file of an entry of the video list (the embedded clip is written on first use)."""
+    import folder_paths
+
+    if video != EMBEDDED_CLIP:
+        return folder_paths.get_annotated_filepath(video)
+    path = os.path.join(folder_paths.get_temp_directory(), _EMBEDDED_CLIP_FILE)
+    if not os.path.isfile(path):
+        from ..hyvideo_core.toy.world import clip_for_prompt
+        from ..hyvideo_core.video_io import write_mp4
+
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        clip = clip_for_prompt(_EMBEDDED_CLIP_CAPTION, frames=33, height=128, width=128)
+        write_mp4(clip.frames, path, fps=24.0)
+    return path
 
 
 class LoadVideo:
@@ -28,7 +51,8 @@ class LoadVideo:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "video": (_input_videos(), tooltip("A video file in ComfyUI's input folder.")),
+            "video": (_input_videos(), tooltip(f"A video file in ComfyUI's input folder. {EMBEDDED_CLIP} is a "
+                                                f"built-in 33-frame 128x128 clip ({_EMBEDDED_CLIP_CAPTION}).")),
             "skip_first_frames": ("INT", tooltip("Frames to drop at the start.", default=0, min=0, max=100000)),
             "select_every_nth": ("INT", tooltip("Keep every n-th frame (lowers the frame rate).", default=1, min=1,
                                                 max=100)),
@@ -39,18 +63,17 @@ class LoadVideo:
 
     @classmethod
     def IS_CHANGED(cls, video, **_):
-        import folder_paths
-
-        path = folder_paths.get_annotated_filepath(video)
+        if video == EMBEDDED_CLIP:
+            return EMBEDDED_CLIP
+        path = _video_path(video)
         return os.path.getmtime(path) if os.path.exists(path) else float("nan")
 
     def load(self, video, skip_first_frames, select_every_nth, frame_load_cap, trim_to_4n_plus_1):
-        import folder_paths
         import torch
 
         from ..hyvideo_core.video_io import load_frames
 
-        frames, fps = load_frames(folder_paths.get_annotated_filepath(video), skip_first=skip_first_frames,
+        frames, fps = load_frames(_video_path(video), skip_first=skip_first_frames,
                                   every_nth=select_every_nth, max_frames=frame_load_cap,
                                   four_n_plus_one=trim_to_4n_plus_1)
         return (torch.from_numpy(frames).float() / 255.0, fps, int(frames.shape[0]))

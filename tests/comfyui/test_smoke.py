@@ -5,7 +5,7 @@ import pytest
 
 import server as harness
 
-pytestmark = pytest.mark.comfyui
+pytestmark = [pytest.mark.comfyui, pytest.mark.comfyui_flavours(*harness.FLAVOURS)]
 
 
 def test_server_starts_with_pack_loaded(comfyui_server):
@@ -23,11 +23,14 @@ def test_no_core_extra_import_failures(comfyui_server):
     assert not failed, failed
 
 
-def test_web_directory_is_served(comfyui_server):
+def test_web_directory_is_served_once(comfyui_server):
     client = comfyui_server.client()
     exts = client.get_json("/extensions")
     ours = [e for e in exts if e.startswith(f"/extensions/{harness.PACK_NAME}/")]
     assert f"/extensions/{harness.PACK_NAME}/hvs.js" in ours, exts
+    # ComfyUI 0.8 also registers pyproject's [tool.comfy] web folder under the project name: the
+    # front end would load hvs.js twice ("Extension named 'hvs.video_helpers' already registered")
+    assert [e for e in exts if e.endswith("/hvs.js")] == [f"/extensions/{harness.PACK_NAME}/hvs.js"], exts
     with urllib.request.urlopen(comfyui_server.url + f"/extensions/{harness.PACK_NAME}/hvs.js", timeout=10) as r:
         body = r.read().decode()
     assert "hvs.video_helpers" in body and "registerExtension" in body

@@ -27,12 +27,14 @@ def api(name: str, **overrides) -> dict:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    """Four 9-frame 32x32 toy-world clips as .mp4 with same-name .txt captions."""
+def dataset(comfyui_server):
+    """Four 9-frame 32x32 toy-world clips as .mp4 with same-name .txt captions, in the server's
+    input folder (dataset folders must be inside ComfyUI's input or output folder)."""
     from hyvideo_core.toy.world import ToyWorld
     from hyvideo_core.video_io import write_mp4
 
-    folder = tmp_path_factory.mktemp("lora_dataset")
+    folder = comfyui_server.input_dir / "lora_dataset"
+    folder.mkdir(exist_ok=True)
     for i, clip in enumerate(ToyWorld(7, frames=9, height=32, width=32).clips(CLIPS)):
         write_mp4(clip.frames, folder / f"clip{i}.mp4")
         (folder / f"clip{i}.txt").write_text(clip.caption)
@@ -53,9 +55,14 @@ def _train_workflow(server, dataset, cache_folder, **train_inputs):
     return result, name, [f / f"{name}.safetensors" for f in folders if (f / f"{name}.safetensors").is_file()]
 
 
+def output_folder(server, name: str) -> Path:
+    """A new folder under the server's output folder (cache folders must be inside it)."""
+    return server.output_dir / "hvs_test_caches" / f"{name}_{uuid.uuid4().hex[:8]}"
+
+
 @pytest.fixture(scope="module")
-def lora_cache_folder(tmp_path_factory):
-    return tmp_path_factory.mktemp("lora_cache")
+def lora_cache_folder(comfyui_server):
+    return output_folder(comfyui_server, "lora_cache")
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +87,7 @@ def test_training_nodes_are_listed_with_tooltips(comfyui_server):
     assert info["HVS_TrainLoRA"]["output"] == ["STRING", "IMAGE"]
 
 
+@pytest.mark.comfyui_flavours(*harness.FLAVOURS)   # the train_lora workflow's API twin
 def test_cache_and_train_write_a_comfyui_lora_and_a_loss_plot(comfyui_server, trained):
     from PIL import Image
 
@@ -159,7 +167,7 @@ def test_load_lora_strength_and_the_input_model_left_alone(comfyui_server, train
     assert (with_lora - out["base"]).abs().max() > 1e-4
 
 
-def test_lora_for_another_model_is_a_clear_error(comfyui_server, tmp_path):
+def test_lora_for_another_model_is_a_clear_error(comfyui_server):
     from hyvideo_core.finetune.lora import inject_lora, save_lora
     from hyvideo_core.model import HunyuanVideoTransformer
     from hyvideo_core.variants import get_variant
@@ -168,14 +176,19 @@ def test_lora_for_another_model_is_a_clear_error(comfyui_server, tmp_path):
         toy = HunyuanVideoTransformer(get_variant("toy").transformer)
     inject_lora(toy, rank=2, targets=("img_attn_qkv",))
     toy.to_empty(device="cpu")
-    save_lora(toy, tmp_path / "toy_lora.safetensors")
-    wf = {**_base_prompt(), "10": {"class_type": "HVS_LoadLoRA", "inputs": {
-        "model": ["1", 0], "lora_name": "", "strength": 1.0, "lora_path": str(tmp_path / "toy_lora.safetensors")}},
-        **_sample_with("10", "bad")}
-    with pytest.raises(harness.PromptFailed, match="different model size"):
-        comfyui_server.queue_prompt(wf, timeout=120)
-    wf["10"]["inputs"]["lora_path"] = str(tmp_path / "missing.safetensors")
-    with pytest.raises(harness.PromptRejected, match="does not exist"):
+    loras = comfyui_server.models_dir / "loras"
+    name = f"toy_lora_{uuid.uuid4().hex[:8]}.safetensors"
+    save_lora(toy, loras / name)
+    try:
+        wf = {**_base_prompt(), "10": {"class_type": "HVS_LoadLoRA", "inputs": {
+            "model": ["1", 0], "lora_name": "", "strength": 1.0, "lora_path": str(loras / name)}},
+            **_sample_with("10", "bad")}
+        with pytest.raises(harness.PromptFailed, match="different model size"):
+            comfyui_server.queue_prompt(wf, timeout=120)
+    finally:
+        (loras / name).unlink()
+    wf["10"]["inputs"]["lora_path"] = str(loras / "missing.safetensors")
+    with pytest.raises(harness.PromptFailed, match="does not exist"):
         comfyui_server.queue_prompt(wf, timeout=120)
 
 
@@ -184,24 +197,27 @@ def _cache_and_train(**cache_inputs) -> dict:
     return {k: wf[k] for k in ("2", "3", "14", "15")}
 
 
-def test_bad_dataset_folders_give_the_engines_errors(comfyui_server, dataset, tmp_path):
-    empty = tmp_path / "empty"
+def test_bad_dataset_folders_give_the_engines_errors(comfyui_server, dataset):
+    empty = comfyui_server.input_dir / f"empty_{uuid.uuid4().hex[:8]}"
     empty.mkdir()
     with pytest.raises(harness.PromptFailed, match="holds no videos.*clip1.mp4 \\+ clip1.txt"):
         comfyui_server.queue_prompt(_cache_and_train(dataset_folder=str(empty), buckets="5x32x32",
-                                                     cache_folder=str(tmp_path / "c1")), timeout=120)
+                                                     cache_folder=str(output_folder(comfyui_server, "c1"))),
+                                    timeout=120)
     with pytest.raises(harness.PromptFailed, match="has 9 frames, fewer than the shortest bucket"):
         comfyui_server.queue_prompt(_cache_and_train(dataset_folder=str(dataset), buckets="17x32x32",
-                                                     cache_folder=str(tmp_path / "c2")), timeout=120)
+                                                     cache_folder=str(output_folder(comfyui_server, "c2"))),
+                                    timeout=120)
     with pytest.raises(harness.PromptRejected, match="not FRAMESxHEIGHTxWIDTH"):
         comfyui_server.queue_prompt(_cache_and_train(dataset_folder=str(dataset), buckets="17x32"), timeout=120)
 
 
-def test_cancel_stops_training_within_a_step_and_writes_no_file(comfyui_server, dataset, tmp_path):
+def test_cancel_stops_training_within_a_step_and_writes_no_file(comfyui_server, dataset):
     import threading
 
     name = f"hvs_test_{uuid.uuid4().hex[:8]}"
-    wf = _cache_and_train(dataset_folder=str(dataset), buckets="5x32x32", cache_folder=str(tmp_path / "c"))
+    wf = _cache_and_train(dataset_folder=str(dataset), buckets="5x32x32",
+                          cache_folder=str(output_folder(comfyui_server, "c")))
     wf["15"]["inputs"].update(steps=400, lora_name=name)
     seen = []
 
@@ -219,16 +235,45 @@ def test_cancel_stops_training_within_a_step_and_writes_no_file(comfyui_server, 
     assert not list(comfyui_server.temp_dir.rglob("hvs_lora_run_*"))      # the run folder is cleaned up
 
 
-def test_generated_toy_clips_as_the_dataset(comfyui_server, tmp_path):
+def test_generated_toy_clips_as_the_dataset(comfyui_server):
     name = f"hvs_test_{uuid.uuid4().hex[:8]}"
-    wf = _cache_and_train(dataset_folder="toy:2", buckets="5x32x32", cache_folder=str(tmp_path / "toy"))
+    cache = output_folder(comfyui_server, "toy")
+    wf = _cache_and_train(dataset_folder="toy:2", buckets="5x32x32", cache_folder=str(cache))
     wf["15"]["inputs"].update(lora_name=name)
     comfyui_server.queue_prompt(wf, timeout=300)
     written = [p for f in (comfyui_server.comfy_dir / "models" / "loras", comfyui_server.models_dir / "loras")
                for p in f.glob(f"{name}.safetensors")]
     assert len(written) == 1
     written[0].unlink()
-    assert len(json.loads((tmp_path / "toy" / "cache.json").read_text())["entries"]) == 2
+    assert len(json.loads((cache / "cache.json").read_text())["entries"]) == 2
     wf["14"]["inputs"]["dataset_folder"] = "toy:many"
     with pytest.raises(harness.PromptFailed, match="toy:N or toy:N:SEED"):
         comfyui_server.queue_prompt(wf, timeout=120)
+
+
+def test_cache_folder_outside_output_is_refused_before_any_work(comfyui_server):
+    """Before: `../..` wrote the cache two folders above output/."""
+    escape = f"hvs_escape_{uuid.uuid4().hex[:8]}"
+    wf = _cache_and_train(dataset_folder="toy:1", buckets="5x32x32", cache_folder=f"../../{escape}")
+    with pytest.raises(harness.PromptFailed, match="cache_folder '../../hvs_escape_.*' is outside the folders"):
+        comfyui_server.queue_prompt(wf, timeout=120)
+    assert not (comfyui_server.output_dir.parent.parent / escape).exists()
+
+
+def test_lora_path_refusal_does_not_reveal_whether_a_file_exists(comfyui_server):
+    """Before: a missing file anywhere was 'does not exist' at queue time, an existing one was accepted."""
+    answers = []
+    for path in (comfyui_server.log_path, comfyui_server.workdir / "no_such_lora.safetensors"):
+        wf = {**_base_prompt(), "10": {"class_type": "HVS_LoadLoRA", "inputs": {
+            "model": ["1", 0], "lora_name": "", "strength": 1.0, "lora_path": str(path)}}, **_sample_with("10", "x")}
+        with pytest.raises(harness.PromptFailed) as exc:
+            comfyui_server.queue_prompt(wf, timeout=120)
+        answers.append(exc.value.result.error_text().replace(str(path), "<path>"))
+    assert answers[0] == answers[1] and "outside the folders" in answers[0], answers
+    for name in (str(comfyui_server.log_path), str(comfyui_server.workdir / "no_such_lora.safetensors")):
+        wf = {**_base_prompt(), "10": {"class_type": "HVS_LoadLoRA", "inputs": {
+            "model": ["1", 0], "lora_name": name, "strength": 1.0}}, **_sample_with("10", "y")}
+        with pytest.raises(harness.PromptRejected) as exc:
+            comfyui_server.queue_prompt(wf, timeout=120)
+        answers.append(str(exc.value).replace(name, "<path>"))
+    assert answers[2] == answers[3] and "is not in models/loras" in answers[2], answers[2:]

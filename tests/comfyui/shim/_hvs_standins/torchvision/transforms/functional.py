@@ -13,5 +13,5 @@ class InterpolationMode(enum.Enum):
 
 def rotate(*args, **kwargs):
     raise NotImplementedError(
-        "torchvision is not installed in the HVS ComfyUI test server (import shim): "
+        "torchvision is not installed in the HVS ComfyUI test server (import stand-in): "
         "the LaMa upscale model is unavailable")
