@@ -5,7 +5,7 @@
 
 The earlier commit is checked out once into ``bench/out/engine-<rev>`` (a git worktree). Each
 round runs one fresh process per engine, alternately (A B A B …), so load from other processes
-hits both sides alike; each process times bench/run.py's "ours" workloads — the DiT forward in
+hits both sides alike (the paired after/before ratio of each round is reported too); each process times bench/run.py's "ours" workloads — the DiT forward in
 float32 and bfloat16 and a 4-step sample — with the public API only (``load_transformer``,
 ``sample``), the median of ``--repeat`` calls. The table gives the minimum over rounds and after/before.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -102,16 +103,20 @@ def main() -> None:
                        "--repeat", str(args.repeat), "--threads", str(args.threads), "--hidden", str(args.hidden),
                        "--double", str(args.double), "--single", str(args.single),
                        "--latent", *map(str, args.latent)]
-                done = subprocess.run(cmd, cwd=root, capture_output=True, text=True, check=True)
+                done = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+                if done.returncode:
+                    raise SystemExit(f"{side} engine failed:\n{done.stderr[-3000:]}")
                 results[side].append(json.loads(done.stdout.strip().splitlines()[-1]))
     tokens = args.latent[0] * args.latent[1] * args.latent[2] // 4
     print(f"hidden {args.hidden}, {args.double}+{args.single} blocks, {tokens} image tokens, {args.threads} threads, "
           f"{args.rounds} rounds; before = {rev}, after = working tree")
-    print("| measurement | before | after | after / before |\n|---|---|---|---|")
+    print("| measurement | before (min) | after (min) | after / before (min) | after / before (median of rounds) |\n"
+          "|---|---|---|---|---|")
     for key in results["after"][0]:
         b = min(r[key] for r in results["before"])
         a = min(r[key] for r in results["after"])
-        print(f"| {key} | {b:.3f} s | {a:.3f} s | {a / b:.3f}x |")
+        paired = statistics.median(ra[key] / rb[key] for ra, rb in zip(results["after"], results["before"]))
+        print(f"| {key} | {b:.3f} s | {a:.3f} s | {a / b:.3f}x | {paired:.3f}x |")
 
 
 if __name__ == "__main__":
