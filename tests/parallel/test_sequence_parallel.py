@@ -3,6 +3,7 @@ on loopback equal the single-process forward / sample (float32, 1e-5)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,12 +60,49 @@ def _cache_options(kind):
     return StepCacheOptions(kind, {"teacache": 0.2, "first_block_cache": 0.5}[kind])   # both skip some steps
 
 
+AVATAR_FIXTURE = Path(__file__).resolve().parents[1] / "avatar" / "golden_avatar.safetensors"
+
+
+def _avatar_golden():
+    from safetensors.torch import load_file
+
+    return load_file(str(AVATAR_FIXTURE))
+
+
+def _avatar_model():
+    """The tiny avatar model with the official-code fixture's weights (reference frame, adapters)."""
+    from hyvideo_core.apps.avatar import AvatarExtension
+    from hyvideo_core.model import HunyuanVideoTransformer
+    from hyvideo_core.model.extension import install_extension
+
+    spec = VARIANTS["tiny-avatar"]
+    model = HunyuanVideoTransformer(spec.transformer).eval().requires_grad_(False)
+    install_extension(model, AvatarExtension(spec.transformer, spec.app.config))
+    golden = _avatar_golden()
+    model.load_state_dict({k[len("state."):]: v for k, v in golden.items() if k.startswith("state.")})
+    return model
+
+
+def _avatar_forward(model):
+    golden = _avatar_golden()
+    i = {k.rsplit(".", 1)[1]: v for k, v in golden.items() if k.startswith("cfg_pair.input.")}
+    extras = dict(ref_latents=i["ref_latents"], audio_windows=i["audio_prompts"], face_mask=i["face_mask"],
+                  motion_exp=i["motion_exp"], motion_pose=i["motion_pose"], fps=i["fps"])
+    with torch.no_grad():
+        return model(i["x"], i["t"], i["text_states"], i["text_mask"], i["text_states_2"], extras=extras)
+
+
 def worker(rank, world, jobs):
     """Every job of one world size in one group of processes (process start-up dominates)."""
     from hyvideo_core.parallel import parallelize, resident_parameter_bytes
 
     out = {}
     for name, (kind, cfg, config, latent, token_replace) in jobs.items():
+        if kind == "avatar":
+            model = _avatar_model()
+            parallelize(model, config)
+            out[name] = _avatar_forward(model)
+            continue
         model = _model(cfg)
         run = parallelize(model, config)
         if kind == "forward":
@@ -87,6 +125,7 @@ CASES = {
 MODES = {"t2v": False, "i2v_token_replace": True}
 CFG_SAMPLE = ("sample", CFG4, ParallelConfig(ulysses=2, cfg=2), (3, 8, 8), False)
 CACHES = ("teacache", "first_block_cache")
+AVATAR_CASES = {"avatar-ulysses2": ParallelConfig(ulysses=2), "avatar-ring2": ParallelConfig(ring=2)}
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +137,8 @@ def parallel_results(tmp_path_factory):
         if world == 4:
             jobs["ulysses2_cfg2-sample"] = CFG_SAMPLE
         if world == 2:
+            for name, config in AVATAR_CASES.items():
+                jobs[name] = ("avatar", None, config, None, False)
             for kind in CACHES:
                 jobs[f"ulysses2-{kind}"] = (f"sample:{kind}", CFG4, ParallelConfig(ulysses=2), LATENT, False)
         results[world] = run_ranks(worker, world, tmp_path_factory.mktemp(f"world{world}"), jobs)
@@ -120,6 +161,14 @@ def test_ulysses_with_cfg_parallel_sample_equals_one_process(parallel_results):
     for got in outs:
         torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     assert all(torch.equal(o, outs[0]) for o in outs)   # every rank holds the same latents
+
+
+@pytest.mark.parametrize("case", AVATAR_CASES)
+def test_avatar_model_under_sequence_parallel_equals_one_process(parallel_results, case):
+    """Reference frame, adapters over sharded frames, face mask, motion/fps (the official-code fixture's inputs)."""
+    expected = _avatar_forward(_avatar_model())
+    for rank, got in enumerate(parallel_results[2]):
+        torch.testing.assert_close(got[case], expected, atol=1e-5, rtol=1e-5, msg=f"rank {rank}")
 
 
 @pytest.mark.parametrize("kind", CACHES)

@@ -157,15 +157,29 @@ class AvatarExtension(Extension):
         if j is None:
             return img, txt
         state = ctx.state[_STATE]
+        adapter = self._modules["audio_adapter_blocks"][j]
         (t, h, w), p = ctx.grid, ctx.prefix_tokens
-        video = img[:, p:]
-        if video.shape[1] != t * h * w:
-            raise InputError(f"the avatar audio adapters need whole latent frames ({t * h * w} video tokens) but "
-                             f"block {index} has {video.shape[1]}; sequence-parallel sharding of the avatar "
-                             f"model is not supported yet, run it on one device")
-        b, d = video.shape[0], video.shape[2]
-        update = self._modules["audio_adapter_blocks"][j](state["audio"], video.reshape(b, t, h * w, d))
-        return torch.cat([img[:, :p], video + update.reshape(b, t * h * w, d) * state["mask"]], dim=1), txt
+        # under sequence parallel this rank holds tokens start .. start + n of [reference frame | video | pads]
+        start = ctx.state["sp_tokens"][2] if "sp_tokens" in ctx.state else 0
+        n, hw = img.shape[1], h * w
+        if start == 0 and n == p + t * hw:          # the whole sequence: every frame at once
+            video = img[:, p:]
+            b, d = video.shape[0], video.shape[2]
+            update = adapter(state["audio"], video.reshape(b, t, hw, d))
+            return torch.cat([img[:, :p], video + update.reshape(b, t * hw, d) * state["mask"]], dim=1), txt
+        # a shard: the adapter is per token given its latent frame, so run it frame piece by frame piece
+        lo, hi = max(start, p), min(start + n, p + t * hw)
+        if lo >= hi:
+            return img, txt
+        pieces, first = [], lo
+        while first < hi:
+            frame = (first - p) // hw
+            last = min(hi, p + (frame + 1) * hw)
+            tokens = img[:, first - start:last - start]
+            update = adapter(state["audio"][:, frame:frame + 1], tokens[:, None])[:, 0]
+            pieces.append(tokens + update * state["mask"][:, first - p:last - p])
+            first = last
+        return torch.cat([img[:, :lo - start], *pieces, img[:, hi - start:]], dim=1), txt
 
 
 def _per_sample(value, b: int, width: int, name: str, device) -> torch.Tensor:
