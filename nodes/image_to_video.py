@@ -3,7 +3,7 @@ embeddings with semantic image tokens + a latent carrying the encoded image). HV
 the condition attached to the latent."""
 from __future__ import annotations
 
-from .adapters import CATEGORY, EMBEDDED, PREFIX, list_models, resolve_model, tooltip, torch_device
+from .adapters import CATEGORY, PREFIX, list_models, resolve_model, tooltip, torch_device
 from .sampling import check_frame_count
 
 _BASE_SIZES = {"360p (480)": 480, "540p (720)": 720, "720p (960)": 960}

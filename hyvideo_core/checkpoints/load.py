@@ -14,7 +14,7 @@ from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 import torch
 
 from ..config import VariantSpec
-from ..errors import CheckpointError, IncompatibleWeightsError, InputError
+from ..errors import IncompatibleWeightsError, InputError
 from ..model import HunyuanVideoTransformer
 from ..model.extension import Extension, install_extension
 from ..quant.cast import cast_weights_on_the_fly, set_fp8_scale

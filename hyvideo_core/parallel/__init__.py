@@ -7,7 +7,7 @@ applied to a built model from outside (``parallelize``), on torch.distributed.
     run = parallelize(model, ParallelConfig(ulysses=2, ring=1, cfg=2))
     latents = sample(model, noise, ...)       # the run's CFG-parallel rule is the model's default
 
-Every rank ends with the same latents; only rank 0 should write files (:func:`is_writer`).
+Every rank ends with the same latents; only rank 0 should write files.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .sequence import SequenceParallel
 from .sharding import parameter_bytes, resident_parameter_bytes, shard_weights
 
 __all__ = ["ParallelConfig", "ParallelGroups", "SequenceParallel", "parallelize", "ParallelRun",
-           "ParallelCFG", "is_writer", "broadcast", "shard_weights", "resident_parameter_bytes", "parameter_bytes"]
+           "ParallelCFG", "shard_weights", "resident_parameter_bytes", "parameter_bytes"]
 
 
 class ParallelCFG(ClassifierFreeGuidance):
@@ -78,15 +78,3 @@ def parallelize(model, config: ParallelConfig, groups: Optional[ParallelGroups] 
     model.default_guidance = run.guidance    # sample() without guidance= uses the CFG-parallel rule
     return run
 
-
-def is_writer() -> bool:
-    """True on the one process that writes outputs (rank 0, or a run without torch.distributed)."""
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def broadcast(tensor: torch.Tensor, src: int = 0) -> torch.Tensor:
-    """``tensor`` from rank ``src`` on every rank (no-op without torch.distributed)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        tensor = tensor.contiguous()
-        dist.broadcast(tensor, src)
-    return tensor

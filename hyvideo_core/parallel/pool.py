@@ -40,7 +40,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
-from ..errors import (BackendUnavailableError, CheckpointError, HyVideoError, IncompatibleWeightsError, InputError,
+from ..errors import (BackendUnavailableError, CheckpointError, IncompatibleWeightsError, InputError,
                       UnknownCheckpointError, UnsafeCheckpointError)
 from ..runtime.progress import ProgressCallback, ProgressEvent
 from . import wire

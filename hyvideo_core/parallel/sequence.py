@@ -19,7 +19,7 @@ every rank computes the same output.
 from __future__ import annotations
 
 import logging
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -206,7 +206,3 @@ class SequenceParallel(Extension):
             req.wait()
         return k_in, v_in
 
-
-def shard_summary(groups: ParallelGroups) -> List[str]:
-    c = groups.config
-    return [f"ulysses {c.ulysses}", f"ring {c.ring}", f"cfg {c.cfg}", f"sequence rank {groups.sequence_index}"]

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 from ..bounded_http import Deadline
 from ..errors import InputError

@@ -17,7 +17,6 @@ import logging
 from typing import Dict
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..model.block_lists import block_lists

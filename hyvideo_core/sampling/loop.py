@@ -24,7 +24,7 @@ from .schedules import flow_sigmas
 
 Negative = Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]
 
-__all__ = ("sample", "predict_velocity", "image_condition", "TOKEN_REPLACE", "LATENT_CONCAT", "Negative")
+__all__ = ("sample", "image_condition", "TOKEN_REPLACE", "LATENT_CONCAT", "Negative")
 
 
 @torch.no_grad()
@@ -96,19 +96,3 @@ def sample(model, noise: torch.Tensor, text_states: torch.Tensor, text_mask: Opt
                      after_step=latent_conditions.after_step if latent_conditions.parts else None,
                      callback=callback)
 
-
-def predict_velocity(model, x: torch.Tensor, sigma: torch.Tensor, text_states, text_mask, text_states_2,
-                     embedded_guidance: Optional[float], cfg_scale: float,
-                     negative: Optional[Negative], *, token_replace: bool = False,
-                     extras: Optional[Mapping[str, Any]] = None) -> torch.Tensor:
-    """One guided velocity in float32: embedded guidance in the forward, true CFG around it.
-
-    ``x`` is the full model input (for latent_concat: latents, image latent and mask already
-    concatenated); ``token_replace`` is forwarded to the model (first frame modulated at t = 0)."""
-    named = dict(extras or {}, **({"token_replace": True} if token_replace else {}))
-    positive = Branch(TextCondition(text_states, text_mask, text_states_2), named)
-    negative = as_branch(negative)
-    if negative is not None:
-        negative = Branch(negative.text, {**named, **negative.extras})
-    call = model_call(model, embedded_guidance, lambda x: x, dict)
-    return guidance_for(positive, negative, cfg_scale).velocity(call, x, sigma, 0)

@@ -29,7 +29,6 @@ xtuner ``llava-llama-3-8b-v1_1-transformers``; keys ``vision_tower.vision_model.
 """
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import os

@@ -56,7 +56,7 @@ def test_noise_of_the_wrong_shape(model):
 def test_zero_steps(model):
     g = _good()
     cond = FoleyConditions(g["visual_features"], g["sync_features"], g["text_states"])
-    with pytest.raises(InputError, match="steps must be at least 1"):
+    with pytest.raises(InputError, match="steps must be .*at least 1"):
         sample_audio_latents(model, g["x"], cond, g["text_states"], steps=0)
 
 
