@@ -224,7 +224,7 @@ def read_metadata(path: str | os.PathLike) -> dict:
 
 
 @contextmanager
-def _decoded_frames(path: str) -> Iterator[Tuple[Iterator[np.ndarray], float, Tuple[int, int]]]:
+def decoded_frames(path: str) -> Iterator[Tuple[Iterator[np.ndarray], float, Tuple[int, int]]]:
     """Frames one at a time as ffmpeg decodes them, the frame rate and (H, W); stops ffmpeg on leaving."""
     import imageio_ffmpeg
 
@@ -244,7 +244,7 @@ def _decoded_frames(path: str) -> Iterator[Tuple[Iterator[np.ndarray], float, Tu
 def read_video(path: str | os.PathLike) -> Tuple[np.ndarray, float]:
     """Decode a video file to (F, H, W, 3) uint8 frames and its frame rate."""
     path = os.fspath(path)
-    with _decoded_frames(path) as (frames, fps, (h, w)):
+    with decoded_frames(path) as (frames, fps, (h, w)):
         kept = list(frames)
     if not kept:
         return np.zeros((0, h, w, 3), np.uint8), fps
@@ -267,7 +267,7 @@ def load_frames(path: str | os.PathLike, *, skip_first: int = 0, every_nth: int 
         raise InputError(f"expected skip_first >= 0, every_nth >= 1, max_frames >= 0; found "
                          f"{skip_first}, {every_nth}, {max_frames}")
     kept = []
-    with _decoded_frames(path) as (frames, fps, _):
+    with decoded_frames(path) as (frames, fps, _):
         for index, frame in enumerate(frames):
             if index >= skip_first and (index - skip_first) % every_nth == 0:
                 kept.append(frame)
