@@ -3,7 +3,7 @@
 Layers, lowest first::
 
     engine      model, attention, sampling, runtime, quant, checkpoints, vae, text_encoders,
-                prompt_rewrite, config, errors, variants, video_io, v2a (the Foley model family)
+                prompt_rewrite, config, errors, variants, video_io, audio_io, v2a (the Foley model family)
     built on it apps (text-to-video, image-to-video recipes), finetune (the trainer),
                 demo_models (the tiny random demo weights)
     on top      toy (the toy world and its trained model), the command lines (``__main__``),
@@ -30,7 +30,7 @@ PACKAGE = "hyvideo_core"
 ENGINE = ("hyvideo_core.model", "hyvideo_core.attention", "hyvideo_core.sampling", "hyvideo_core.runtime",
           "hyvideo_core.quant", "hyvideo_core.checkpoints", "hyvideo_core.vae", "hyvideo_core.text_encoders",
           "hyvideo_core.prompt_rewrite", "hyvideo_core.config", "hyvideo_core.errors", "hyvideo_core.variants",
-          "hyvideo_core.video_io", "hyvideo_core.v2a")
+          "hyvideo_core.video_io", "hyvideo_core.audio_io", "hyvideo_core.v2a")
 APPS = "hyvideo_core.apps"
 RECIPES = ("hyvideo_core.apps.t2v", "hyvideo_core.apps.i2v", "hyvideo_core.apps.avatar")
 FINETUNE = "hyvideo_core.finetune"
