@@ -77,35 +77,41 @@ def _weight_norm(v: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return v * (g / v.norm(dim=tuple(range(1, v.dim())), keepdim=True))
 
 
-class WNConv1d(nn.Conv1d):
-    """Conv1d with a weight-normalised weight stored as ``weight_g`` (norms) and ``weight_v`` (directions)."""
+class _WeightNormed:
+    """The layer's weight stored as ``weight_g`` (one norm per slice of the first axis) and ``weight_v``
+    (directions), recombined at every call, as ``torch.nn.utils.weight_norm`` checkpoints keep it."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def _split_weight(self) -> None:
         weight = self.weight
         del self.weight
         self.weight_g = nn.Parameter(weight.detach().flatten(1).norm(dim=1)[:, None, None].clone())
         self.weight_v = nn.Parameter(weight.detach().clone())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _weight_and_bias(self, x: torch.Tensor):
         weight = _weight_norm(self.weight_v.to(x.dtype), self.weight_g.to(x.dtype))
-        bias = None if self.bias is None else self.bias.to(x.dtype)
-        return self._conv_forward(x, weight, bias)
+        return weight, None if self.bias is None else self.bias.to(x.dtype)
 
 
-class WNConvTranspose1d(nn.ConvTranspose1d):
-    """ConvTranspose1d with the weight norm of :class:`WNConv1d`."""
+class WNConv1d(_WeightNormed, nn.Conv1d):
+    """Conv1d with a weight-normalised weight."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        weight = self.weight
-        del self.weight
-        self.weight_g = nn.Parameter(weight.detach().flatten(1).norm(dim=1)[:, None, None].clone())
-        self.weight_v = nn.Parameter(weight.detach().clone())
+        self._split_weight()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = _weight_norm(self.weight_v.to(x.dtype), self.weight_g.to(x.dtype))
-        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return self._conv_forward(x, *self._weight_and_bias(x))
+
+
+class WNConvTranspose1d(_WeightNormed, nn.ConvTranspose1d):
+    """ConvTranspose1d with a weight-normalised weight."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._split_weight()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight, bias = self._weight_and_bias(x)
         return F.conv_transpose1d(x, weight, bias, self.stride, self.padding, self.output_padding, self.groups,
                                   self.dilation)
 
