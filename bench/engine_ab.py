@@ -18,7 +18,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -33,7 +32,10 @@ def child(args) -> None:
     if not os.path.abspath(hyvideo_core.__file__).startswith(os.path.abspath(args.root) + os.sep):
         raise SystemExit(f"imported {hyvideo_core.__file__}, not the engine under {args.root}")
 
-    from run import _time   # bench/run.py's timer: median of repeats after a warm-up
+    from memprobe import probe_config
+    from run import _register, _time   # bench/run.py's variant registration and timer (median after a warm-up)
+
+    _register("bench-ab", probe_config(args.hidden, args.double, args.single))
 
     torch.set_num_threads(args.threads)
     cfg_latent = tuple(args.latent)
@@ -56,15 +58,6 @@ def child(args) -> None:
     print(json.dumps(out))
 
 
-def _register_variant(root: str, hidden: int, double: int, single: int) -> str:
-    """Registration code run in each child before loading (the variant is not in the registry)."""
-    return (f"import sys; sys.path.insert(0, {root!r}); sys.path.insert(0, {os.path.join(ROOT, 'bench')!r})\n"
-            f"from memprobe import probe_config\n"
-            f"from hyvideo_core.config import VariantSpec\nfrom hyvideo_core.variants import VARIANTS\n"
-            f"VARIANTS['bench-ab'] = VariantSpec('bench-ab', 'bench', probe_config({hidden}, {double}, {single}), "
-            f"is_test_variant=True)\n")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--before", default="6669d69", help="the earlier commit (default: before the extension seam)")
@@ -80,7 +73,6 @@ def main() -> None:
     p.add_argument("--weights", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        exec(_register_variant(args.root, args.hidden, args.double, args.single), {})
         return child(args)
 
     rev = subprocess.run(["git", "rev-parse", "--short", args.before], cwd=ROOT, capture_output=True, text=True,

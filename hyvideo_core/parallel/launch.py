@@ -108,7 +108,6 @@ def check_same_files(paths: Mapping[str, str]) -> None:
     """Every rank must read the same model files: compare fingerprints at start-up and name the
     ranks and files that differ (on every rank, so all of them stop with the same message)."""
     mine = json.dumps({k: file_fingerprint(v) for k, v in sorted(paths.items())})
-    gathered = [None] * dist.get_world_size()
     all_bytes = []
     for src in range(dist.get_world_size()):
         all_bytes.append(_broadcast_bytes(mine.encode() if dist.get_rank() == src else None, src))

@@ -126,7 +126,7 @@ class SequenceParallel(Extension):
     def _attention_for(self, ctx: ForwardContext):
         g = self.groups
         cfg = g.config
-        total, padded, _ = ctx.state["sp_tokens"]
+        total = ctx.state["sp_tokens"][0]
 
         def sequence_attention(q, k, v, mask=None, backend=None):
             n_img = ctx.img_len
