@@ -84,6 +84,8 @@ class AvatarConfig:
     adapter_dim: int             # width of the single-head audio cross-attention (PerceiverAttentionCA dim_head)
     adapter_after: Tuple[int, ...]   # double-stream blocks followed by an audio adapter, in adapter order
     frames_per_latent: int = 4   # video frames per latent frame (the causal VAE's 4x time compression)
+    window_latents: int = 33     # latent frames per sampling window (frames_per_batch; 129 video frames)
+    window_shift: int = 10       # how far the windows move after every step (shift_offset)
 
     @property
     def tokens_per_latent(self) -> int:
