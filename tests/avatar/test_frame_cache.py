@@ -1,6 +1,11 @@
 """The avatar frame cache (the release's DeepCache) on the tiny-avatar model: computing steps are the uncached
 model bit for bit; cached steps run only the last single block, on the recorded input assembled per latent frame
-(windows that moved); the cache leaves the model on close or error; the generic step caches still refuse."""
+(windows that moved), and match the official model's ``is_cache`` forward (golden_frame_cache.safetensors, made by
+make_frame_cache_fixture.py from the official code at the commit named in it); the cache leaves the model on close
+or error; the generic step caches still refuse."""
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -225,3 +230,43 @@ def test_generic_step_caches_still_refuse_the_avatar_and_the_frame_cache_refuses
     t2v = HunyuanVideoTransformer(VARIANTS["tiny"].transformer)
     with pytest.raises(InputError, match=r"no avatar extension\. For text- or image-to-video use .*teacache"):
         FrameCache(t2v)
+
+
+def test_cached_call_matches_the_official_is_cache_forward(model):
+    """golden_frame_cache.safetensors (make_frame_cache_fixture.py): the official model ran the cfg_pair inputs of
+    golden_avatar.safetensors in full, then other latents at other timesteps with is_cache=True."""
+    with safe_open(str(FIXTURE), "pt") as f:
+        first = {k.rsplit(".", 1)[1]: f.get_tensor(k) for k in f.keys() if k.startswith("cfg_pair.input.")}
+    with safe_open(str(FIXTURE.with_name("golden_frame_cache.safetensors")), "pt") as f:
+        second = {k.rsplit(".", 1)[1]: f.get_tensor(k) for k in f.keys() if k.startswith("cached.input.")}
+        official = f.get_tensor("cached.output")
+        assert f.metadata()["official_commit"] == "fd59436af88e747c7e48055fd65df8233c4ff2eb"
+
+    def call(i):
+        with torch.no_grad():
+            return model(i["x"], i["t"], i["text_states"], i["text_mask"], i["text_states_2"],
+                         extras=dict(ref_latents=i["ref_latents"], audio_windows=i["audio_prompts"],
+                                     face_mask=i["face_mask"], motion_exp=i["motion_exp"],
+                                     motion_pose=i["motion_pose"], fps=i["fps"]))
+    with FrameCache(model) as cache:                        # steps 0 and 16 of the released rule
+        with cache.at(0, (0, 1, 2), "cfg"):
+            call(first)
+        with cache.at(16, (0, 1, 2), "cfg"):
+            got = call(second)
+        assert cache.stats.decisions == [True, False]
+    assert (got - official).abs().max() < 1e-4
+    assert (call(second) - official).abs().max() > 1e-2    # uncached, the second call would differ
+
+
+@pytest.mark.skipif(not os.environ.get("HUNYUAN_AVATAR_SOURCE"),
+                    reason="set HUNYUAN_AVATAR_SOURCE to an exported HunyuanVideo-Avatar tree to re-make the fixture")
+def test_frame_cache_fixture_is_reproduced_by_the_official_code(tmp_path):
+    out = tmp_path / "golden_frame_cache.safetensors"
+    subprocess.run([sys.executable, str(FIXTURE.parent / "make_frame_cache_fixture.py"), "--source",
+                    os.environ["HUNYUAN_AVATAR_SOURCE"], "--commit", "fd59436af88e747c7e48055fd65df8233c4ff2eb",
+                    "--out", str(out)], check=True, cwd=FIXTURE.parents[2], timeout=600)
+    with safe_open(str(out), "pt") as remade, \
+            safe_open(str(FIXTURE.with_name("golden_frame_cache.safetensors")), "pt") as committed:
+        assert sorted(remade.keys()) == sorted(committed.keys())
+        for key in committed.keys():
+            torch.testing.assert_close(remade.get_tensor(key), committed.get_tensor(key), rtol=0, atol=1e-5, msg=key)
