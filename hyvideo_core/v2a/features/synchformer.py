@@ -31,7 +31,7 @@ import logging
 import os
 import re
 from dataclasses import dataclass
-from typing import Dict, Optional, Union
+from typing import Dict, Union
 
 import numpy as np
 import torch
@@ -129,7 +129,7 @@ class DividedAttention(nn.Module):
             return t
 
         qg, kg, vg = grouped(q), grouped(k), grouped(v)
-        groups, members = qg.shape[2], qg.shape[3]
+        groups = qg.shape[2]
         expand = lambda t: t[:, :, :1, None].expand(n, h, groups, 1, d)        # noqa: E731
         kg = torch.cat([expand(k), kg], dim=3)
         vg = torch.cat([expand(v), vg], dim=3)
@@ -262,6 +262,21 @@ def _missing_file_error(path: str, found: str) -> FeatureModelMissingError:
         f"hunyuanvideo_foley.pth and vae_128d_48k.pth) into ComfyUI/models/foley/ and pass that file")
 
 
+# Files people may pick by mistake, recognised by a sentinel, for a precise error.
+_OTHER_KINDS = (
+    (lambda keys: "audio_embedder.proj.weight" in keys,
+     "the HunyuanVideo-Foley DiT (hunyuanvideo_foley.pth / _xl.pth); load it with load_foley"),
+    (lambda keys: "quant_conv.weight" in keys and any(k.startswith("encoder.block.") for k in keys),
+     "the DAC audio VAE of HunyuanVideo-Foley (vae_128d_48k.pth); load it with load_audio_vae"),
+    (lambda keys: "img_in.proj.weight" in keys,
+     "a HunyuanVideo video transformer; load it with load_transformer (ComfyUI: models/diffusion_models)"),
+    (lambda keys: "decoder.conv_in.conv.weight" in keys,
+     "the HunyuanVideo video VAE; load it with load_vae (ComfyUI: models/vae)"),
+    (lambda keys: any(k.startswith(("vision_model.", "text_model.")) for k in keys),
+     "a SigLIP/CLIP/CLAP encoder; those load from their Hugging Face folders (load_siglip_vision, load_clap_text)"),
+)
+
+
 def _derive(source) -> Dict[str, int]:
     keys = source.keys()
     blocks = {int(m.group(1)) for k in keys if (m := re.match(re.escape(PREFIX) + r"blocks\.(\d+)\.", k))}
@@ -282,10 +297,7 @@ def detect_synchformer_config(source) -> SynchformerConfig:
     """The registered Synchformer size whose shapes the file has (heads are not visible in shapes)."""
     keys = source.keys()
     if SENTINEL not in source:
-        from ..load import describe_other_kind   # the Foley loader's catalogue of neighbouring files
-
-        kind = "a HunyuanVideo-Foley DiT (load it with load_foley)" if "audio_embedder.proj.weight" in source \
-            else describe_other_kind(keys)
+        kind = next((what for test, what in _OTHER_KINDS if test(set(keys))), None)
         found = f"it is {kind}" if kind else f"found {len(keys)} keys such as {sorted(keys)[:4]}"
         raise UnknownCheckpointError(
             f"{source.path!r} is not a Synchformer ({SYNCHFORMER_FILE}: expected {SENTINEL!r} and the other "
@@ -357,9 +369,9 @@ def preprocess_sync_frames(frames: Union[np.ndarray, torch.Tensor], image_size: 
     video = _as_uint8_video(frames)
     if video.shape[0] != 1:
         raise InputError(f"preprocess_sync_frames takes one clip (T, H, W, 3); found {video.shape[0]} clips")
+    if min(video.shape[2:4]) < 1:
+        raise InputError(f"frames have no pixels (height x width {video.shape[2]}x{video.shape[3]})")
     pixels = torch.from_numpy(np.ascontiguousarray(video[0])).permute(0, 3, 1, 2)
-    if min(pixels.shape[-2:]) < 1:
-        raise InputError(f"frames have no pixels: {tuple(video.shape[2:4])}")
     return center_crop(resize_short_side(pixels, image_size), image_size).contiguous()
 
 
@@ -373,21 +385,26 @@ def encode_sync_frames(model: Synchformer, frames: Union[np.ndarray, torch.Tenso
     """Synchformer tokens of one clip already sampled at 25 fps: (1, 8·S, D) float32, S = (T - 16) // 8 + 1.
 
     ``frames`` is (T, H, W, 3) uint8 or a ComfyUI IMAGE batch (floats in [0, 1]). At most
-    ``batch_size`` segments are normalised and encoded at once, so memory stays bounded."""
-    if batch_size < 1:
-        raise InputError(f"batch_size must be >= 1; found {batch_size}")
+    ``batch_size`` segments (8·batch_size + 8 frames) are preprocessed and encoded at once, so memory
+    stays bounded whatever the clip length."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be an integer >= 1; found {batch_size!r}")
+    shape = tuple(getattr(frames, "shape", ()))
+    if len(shape) != 4 or shape[-1] != 3:
+        raise InputError(f"frames must be one clip (T, H, W, 3) RGB at {SYNCH_FPS} fps; found shape {shape}")
+    if min(shape[1:3]) < 1:
+        raise InputError(f"frames have no pixels (height x width {shape[1]}x{shape[2]}); give real video frames")
     cfg = model.config
-    n_frames = int(frames.shape[0]) if getattr(frames, "ndim", 0) == 4 else -1
-    if n_frames < 0:
-        raise InputError(f"frames must be (T, H, W, 3); found shape {tuple(getattr(frames, 'shape', ()))}")
-    segments = sync_segment_count(n_frames)
-    pixels = preprocess_sync_frames(frames, cfg.image_size)            # uint8: 150 kB a frame
+    segments = sync_segment_count(shape[0])
     param = next(model.parameters())
     autocast = param.device.type == "cuda" and param.dtype == torch.float32   # the release: fp16 autocast on CUDA
     out = []
     for first in range(0, segments, batch_size):
-        starts = range(first, min(segments, first + batch_size))
-        clip = torch.stack([pixels[s * SEGMENT_STRIDE: s * SEGMENT_STRIDE + SEGMENT_FRAMES] for s in starts])
+        last = min(segments, first + batch_size)
+        lo = first * SEGMENT_STRIDE
+        pixels = preprocess_sync_frames(frames[lo:(last - 1) * SEGMENT_STRIDE + SEGMENT_FRAMES], cfg.image_size)
+        clip = torch.stack([pixels[s * SEGMENT_STRIDE - lo: s * SEGMENT_STRIDE - lo + SEGMENT_FRAMES]
+                            for s in range(first, last)])
         clip = normalise(clip.to(param.device), param.dtype)[None]       # (1, s, 16, 3, H, W)
         with torch.autocast("cuda", dtype=torch.float16, enabled=autocast):
             out.append(model(clip).float().cpu())
