@@ -1,7 +1,7 @@
 """Record the golden fixture of the Synchformer sync features from the official HunyuanVideo-Foley code.
 
     PYTHONPATH=/path/to/timm+omegaconf+torchvision python tests/v2a/make_synchformer_fixture.py \
-        /path/to/HunyuanVideo-Foley [--commit HASH] [--out FILE]
+        /path/to/HunyuanVideo-Foley [--commit HASH] [--out FILE] [--check-released-size]
 
 The official repository (github.com/Tencent-Hunyuan/HunyuanVideo-Foley) is read from a local
 checkout or export; nothing of it is copied into this project. It needs packages the suite does not
@@ -151,24 +151,31 @@ def as_levels(pixels: torch.Tensor) -> torch.Tensor:
     return ((pixels * 0.5 + 0.5) * 255).round().to(torch.uint8)[..., ::2, ::2].contiguous()
 
 
-def build_records(official: Path) -> tuple[dict, dict]:
-    torch.set_num_threads(1)
+def build_official(official: Path) -> torch.nn.Module:
+    """The official ``Synchformer`` (visual branch at the TINY_VIT size, seeded), in eval mode."""
     missing = [m for m in ("timm", "omegaconf", "torchvision", "einops") if importlib.util.find_spec(m) is None]
     if missing:
         raise SystemExit(f"the official Synchformer code needs {', '.join(missing)}: install them (for this script "
                          f"only, e.g. pip install --target DIR ...; PYTHONPATH=DIR)")
-    from torchvision.transforms import v2
-
     sys.path.insert(0, str(official))
     install_stand_ins(official)
     motionformer = importlib.import_module("hunyuanvideo_foley.models.synchformer.motionformer")
     tiny_yaml_reader(motionformer)
     from hunyuanvideo_foley.models.synchformer.synchformer import Synchformer
-    from hunyuanvideo_foley.utils.config_utils import AttributeDict
-    from hunyuanvideo_foley.utils.feature_utils import encode_video_with_sync
 
     model = Synchformer().eval()
     seeded_parameters(model.vfeat_extractor, SEED)
+    return model
+
+
+def build_records(official: Path) -> tuple[dict, dict]:
+    torch.set_num_threads(1)
+    model = build_official(official)
+    from torchvision.transforms import v2
+
+    from hunyuanvideo_foley.utils.config_utils import AttributeDict
+    from hunyuanvideo_foley.utils.feature_utils import encode_video_with_sync
+
     full = model.state_dict()
     record = {f"state.{k}": v.detach().clone() for k, v in full.items() if k.startswith("vfeat_extractor.")}
     unused = {k: list(v.shape) for k, v in full.items() if not k.startswith("vfeat_extractor.")}
@@ -211,12 +218,43 @@ def build_records(official: Path) -> tuple[dict, dict]:
     return record, unused
 
 
+def check_released_size(official: Path, tol: float = 1e-4) -> float:
+    """No fixture: the official Synchformer at the released size (12 blocks of 768, 12 heads) with
+    seeded visual weights, saved as a .pth with all its keys, loaded by ``load_synchformer`` and run
+    on one random segment by both; returns the largest difference (SystemExit above ``tol``)."""
+    import tempfile
+
+    TINY_VIT.clear()                      # the released YAML as it is
+    official_model = build_official(official)
+    sys.path.insert(0, str(HERE.parent.parent))
+    from hyvideo_core.v2a.features.synchformer import load_synchformer
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "synchformer_state_dict.pth"
+        torch.save(official_model.state_dict(), path)
+        ours = load_synchformer(path)
+    segment = torch.randn(1, 1, 16, 3, 224, 224, generator=torch.Generator().manual_seed(SEED))
+    with torch.no_grad():
+        expected, got = official_model(segment), ours(segment)
+    diff = (expected - got).abs().max().item()
+    print(f"released size ({ours.config.name}): output {tuple(got.shape)}, mean |x| "
+          f"{expected.abs().mean().item():.3f}, max difference {diff:.2e}")
+    if not diff <= tol:
+        raise SystemExit(f"released-size Synchformer differs from the official one by {diff:.2e} > {tol:g}")
+    return diff
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("official", type=Path, help="checkout or export of Tencent-Hunyuan/HunyuanVideo-Foley")
     parser.add_argument("--commit", help="the official commit (read with git when the folder is a checkout)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--check-released-size", action="store_true",
+                        help="write nothing: compare ours with the official model at the released size")
     args = parser.parse_args(argv)
+    if args.check_released_size:
+        check_released_size(args.official)
+        return
     commit = official_commit(args.official, args.commit)
     record, unused = build_records(args.official)
     from safetensors.torch import save_file

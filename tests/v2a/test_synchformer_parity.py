@@ -107,21 +107,35 @@ def test_each_segment_sees_its_own_frames(model, golden):
 
 
 OFFICIAL = os.environ.get("HUNYUANVIDEO_FOLEY_SRC")
+SCRIPT = Path(__file__).resolve().parent / "make_synchformer_fixture.py"
+needs_official = pytest.mark.skipif(not OFFICIAL, reason="set HUNYUANVIDEO_FOLEY_SRC to a checkout/export of "
+                                                         "Tencent-Hunyuan/HunyuanVideo-Foley")
 
 
-@pytest.mark.slow
-@pytest.mark.skipif(not OFFICIAL, reason="set HUNYUANVIDEO_FOLEY_SRC to a checkout/export of "
-                                         "Tencent-Hunyuan/HunyuanVideo-Foley to re-record the fixture")
-def test_fixture_rerecords_identically_from_the_official_source(tmp_path, golden):
-    """The committed fixture is what the script makes from the official code (its own process: the
-    script installs stand-in modules). It needs timm, omegaconf and torchvision importable."""
-    tensors, metadata = golden
+def _need_reference_packages():
     probe = subprocess.run([sys.executable, "-c", "import timm, omegaconf, torchvision"], capture_output=True)
     if probe.returncode:
         pytest.skip("the official Synchformer code needs timm, omegaconf and torchvision (not suite requirements); "
                     "install them somewhere and put that on PYTHONPATH")
+
+
+@pytest.mark.slow
+@needs_official
+def test_released_size_matches_official():
+    """Ours against the official model at the released size (12 x 768, 12 heads), one segment."""
+    _need_reference_packages()
+    subprocess.run([sys.executable, str(SCRIPT), OFFICIAL, "--commit", "unused", "--check-released-size"], check=True)
+
+
+@pytest.mark.slow
+@needs_official
+def test_fixture_rerecords_identically_from_the_official_source(tmp_path, golden):
+    """The committed fixture is what the script makes from the official code (its own process: the
+    script installs stand-in modules). It needs timm, omegaconf and torchvision importable."""
+    tensors, metadata = golden
+    _need_reference_packages()
     out = tmp_path / "again.safetensors"
-    script = Path(__file__).resolve().parent / "make_synchformer_fixture.py"
+    script = SCRIPT
     subprocess.run([sys.executable, str(script), OFFICIAL, "--commit", metadata["official_commit"], "--out", str(out)],
                    check=True)
     with safe_open(str(out), "pt") as f:
