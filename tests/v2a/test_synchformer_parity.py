@@ -95,6 +95,16 @@ def test_comfy_float_images_give_the_same_features(model, golden):
     torch.testing.assert_close(encode_sync_frames(model, frames.float() / 255), tensors["clip.out"], rtol=0, atol=TOL)
 
 
+def test_mixed_precision_autocast_runs_close_to_float32(model, golden):
+    """The release runs under float16 autocast on CUDA; CPU bfloat16 autocast takes the same mixed-dtype
+    paths here (float32 positions and LayerNorms meeting half-precision matmuls)."""
+    tensors, _ = golden
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = encode_sync_frames(model, tensors["clip.frames"])
+    assert out.dtype == torch.float32
+    assert (out - tensors["clip.out"]).abs().max() < 0.05 * tensors["clip.out"].abs().max()
+
+
 def test_each_segment_sees_its_own_frames(model, golden):
     """Changing the last 8 frames changes only the last segment's tokens (segments: 0-15, 8-23, 16-31)."""
     tensors, _ = golden

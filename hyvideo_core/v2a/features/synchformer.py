@@ -202,7 +202,7 @@ class SpatialPooling(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(G, patches, D) -> (G, D)."""
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         x = x + self.self_attn(self.norm1(x))
         x = x + self.linear2(F.gelu(self.linear1(self.norm2(x))))
         return x[:, 0]
@@ -228,8 +228,10 @@ class MotionFormer(nn.Module):
         frames, patches = cfg.tokens_per_segment, cfg.grid ** 2
         x = self.patch_embed_3d(x)
         pos = self.pos_embed[:, 1:].repeat(1, frames, 1) + self.temp_embed.repeat_interleave(patches, dim=1)
-        cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1).to(x.dtype)
-        x = torch.cat([cls, x + pos.to(x.dtype)], dim=1)
+        # no casts: under CUDA autocast the patch embedding gives float16 and adding the float32
+        # positions promotes, so the residual stream stays float32 as in the release
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(n, -1, -1)
+        x = torch.cat([cls, x + pos], dim=1)
         for block in self.blocks:
             x = block(x, frames, patches)
         x = self.norm(x[:, 1:])                                              # (N, frames·patches, D)
