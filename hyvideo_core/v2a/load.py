@@ -41,8 +41,8 @@ _OTHER_KINDS = (
      "the DAC audio VAE of HunyuanVideo-Foley (vae_128d_48k.pth), which decodes the latents this model "
      "makes; pick hunyuanvideo_foley.pth (XXL) or hunyuanvideo_foley_xl.pth (XL) here"),
     (lambda keys: any(k.startswith("vfeat_extractor.") for k in keys),
-     "the Synchformer feature extractor of HunyuanVideo-Foley (synchformer_state_dict.pth); pick "
-     "hunyuanvideo_foley.pth (XXL) or hunyuanvideo_foley_xl.pth (XL) here"),
+     "the Synchformer feature extractor of HunyuanVideo-Foley (synchformer_state_dict.pth); load it with "
+     "load_synchformer (hyvideo_core.v2a.features), the Foley sync-feature encoder"),
     (lambda keys: "model.layers.0.self_attn.q_proj.weight" in keys,
      "a Llama text encoder; load it with the text-encoder loader"),
     (lambda keys: any(k.startswith("text_model.encoder.") for k in keys),

@@ -27,6 +27,9 @@ from ...errors import InputError
 from ... import video_io
 
 MAX_SECONDS = 15.0           # the release's end_sec
+SYNCH_FPS = 25               # Synchformer's frame rate
+SEGMENT_FRAMES = 16          # frames per Synchformer segment (0.64 s at 25 fps)
+SEGMENT_STRIDE = 8           # frames between segment starts: segments overlap by half
 MAX_SECONDS_LIMIT = 60.0     # what a caller may ask for; keeps the kept frames bounded
 _TIME_SLACK = 1e-9           # k / fps and i / source_fps are equal at whole seconds; float error must not split them
 
@@ -73,6 +76,17 @@ class _Picker:
                 n += 1
             counts.append(n)
         return False, counts
+
+
+def sync_segment_count(n_frames: int) -> int:
+    """How many 16-frame segments (stride 8) the release cuts from ``n_frames`` frames at 25 fps:
+    (T - 16) // 8 + 1; frames after the last whole segment are not encoded (they still count in
+    the audio duration, T / 25 s)."""
+    if n_frames < SEGMENT_FRAMES:
+        raise InputError(f"Synchformer needs at least {SEGMENT_FRAMES} frames at {SYNCH_FPS} fps "
+                         f"({SEGMENT_FRAMES / SYNCH_FPS:.2f} s of video); found {n_frames}. Give a longer clip "
+                         f"(sample it with target fps {SYNCH_FPS})")
+    return (n_frames - SEGMENT_FRAMES) // SEGMENT_STRIDE + 1
 
 
 def pick_indices(n_frames: int, source_fps: float, target_fps: float,
