@@ -31,7 +31,7 @@ from ...text_encoders.llava_image import as_rgb_image
 from .audio import _step as _audio_step
 from .audio import audio_windows_for
 from .extension import RELEASED_FPS, RELEASED_MOTION_EXP, RELEASED_MOTION_POSE, AvatarExtension
-from .schedule import CfgStep, cfg_step, padded_audio_frames, window_plan
+from .schedule import CfgStep, cfg_step, noise_latents, padded_audio_frames, window_plan
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +277,8 @@ def sample_avatar_latents(model, cond: AvatarConditioning, options: AvatarOption
     device = next(model.parameters()).device
     plan = window_plan(cond.audio_windows.shape[1], a.window_latents, a.window_shift, a.frames_per_latent)
     h, w = cond.ref_latents.shape[-2:]
-    latents = make_noise((1, channels, plan.buffer_latents, h, w), options.seed, device=device)
+    drawn = noise_latents(plan.audio_frames, a.window_latents, a.frames_per_latent)
+    latents = make_noise((1, channels, drawn, h, w), options.seed, device=device)[:, :, :plan.buffer_latents]
     audio = cond.audio_windows.to(device)
     if audio.shape[1] < plan.buffer_audio:   # zero audio past the sound fills the buffer, as released
         audio = torch.cat([audio, audio.new_zeros(1, plan.buffer_audio - audio.shape[1], *audio.shape[2:])], dim=1)
