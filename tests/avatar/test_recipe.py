@@ -1,6 +1,8 @@
 """The avatar recipe on the tiny-avatar variant (random weights, embedded tiny VAE and encoders, a tiny random
 Whisper): shapes, the clip as long as the sound for one window and for several, seeds, the LLaVA prompt path,
 silence, masks and sizes."""
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -109,7 +111,16 @@ def test_face_mask_of_any_size_is_resized_to_the_latent_grid(demo, whisper8):
 
 
 def test_no_mask_is_the_whole_frame(short):
-    assert short.face_mask is None
+    assert torch.equal(short.face_mask, torch.ones(1, 8, 8))
+
+
+def test_frame_cache_runs_cached_steps_and_leaves_the_model_clean(model, short):
+    options = AvatarOptions(steps=16, seed=1)     # the scaled rule caches some of 16 steps (below 15: none)
+    full = sample_avatar_latents(model, short, options)
+    cached = sample_avatar_latents(model, short, replace(options, frame_cache=True))
+    assert torch.isfinite(cached).all() and not torch.equal(cached, full)     # some steps ran one block only
+    assert model.block_passes == []                                           # the cache removed itself
+    assert torch.equal(sample_avatar_latents(model, short, options), full)
 
 
 def test_image_sizes():

@@ -80,9 +80,10 @@ def test_bad_reference_image_is_a_clear_error(demo, whisper8, image, message):
 
 
 @pytest.mark.parametrize("mask, message", [
-    (torch.ones(1, 1, 64, 64, 1), r"face_mask: expected a MASK \(B, H, W\)"),
-    ("face.png", r"face_mask: expected a MASK .* found str"),
-], ids=["mask_5d", "mask_path"])
+    (torch.ones(1, 1, 64, 64, 1), r"face mask: expected one ComfyUI MASK \(1, H, W\) or \(H, W\), found shape"),
+    (torch.ones(2, 64, 64), r"a batch of masks: pick the one for the reference image"),
+    ("face.png", r"face mask: expected a ComfyUI MASK tensor .* found str"),
+], ids=["mask_5d", "mask_batch", "mask_path"])
 def test_bad_face_mask_is_a_clear_error(demo, whisper8, mask, message):
     with pytest.raises(InputError, match=message):
         prepare(demo, whisper8, speech_like(0.2), face_mask=mask)
@@ -114,11 +115,6 @@ def test_sound_encoded_by_another_whisper_is_named(model, cond):
     with pytest.raises(InputError, match=r"audio_windows: expected \(1, frames, 10, 5, 8\) .* found "
                                          r"\(1, 129, 10, 5, 384\)"):
         sample_avatar_latents(model, other, AvatarOptions(steps=1))
-
-
-def test_frame_cache_not_available_is_a_clear_error(model, cond):
-    with pytest.raises(InputError, match=r"frame_cache"):
-        sample_avatar_latents(model, cond, AvatarOptions(steps=1, frame_cache=True))
 
 
 def test_decode_more_frames_than_sampled_is_a_clear_error(demo):
