@@ -511,6 +511,26 @@ def stage_export_avatar(args, work: Path) -> None:
     log(work, "export-avatar", {"bytes": total, "run": args.avatar_run})
 
 
+POINT_LOGVAR = -30.0
+
+
+def write_point_posterior_vae(source: Path, target: Path) -> None:
+    """Copy the toy VAE with its posterior's log-variance set to -30 everywhere (std 3e-7). The toy VAE trains as
+    a deterministic autoencoder (stage_vae decodes the mean), so the logvar half of quant_conv kept its random
+    initialisation: std ~1.2 against a latent std of ~1.3. A recipe that samples the posterior, as the avatar
+    release does for its reference latent, then drew noise as large as the signal; the point posterior makes the
+    sample the mean, which is what the toy VAE was trained on."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), "pt") as f:
+        state, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    half = state["quant_conv.bias"].shape[0] // 2
+    state["quant_conv.weight"][half:] = 0
+    state["quant_conv.bias"][half:] = POINT_LOGVAR
+    save_file(state, str(target), metadata=meta)
+
+
 def stage_export(args, work: Path) -> None:
     import shutil
 
@@ -523,7 +543,7 @@ def stage_export(args, work: Path) -> None:
         root = work / name / "checkpoints"
         model = load_transformer(root / (root / "latest").read_text() / "model.safetensors", variant=variant)
         save_transformer(model, WEIGHTS / target, dtype=torch.bfloat16)
-    shutil.copy(work / "vae.safetensors", WEIGHTS / "vae.safetensors")
+    write_point_posterior_vae(work / "vae.safetensors", WEIGHTS / "vae.safetensors")
     for d in ("text_encoder", "text_encoder_2"):
         shutil.rmtree(WEIGHTS / d, ignore_errors=True)
         shutil.copytree(work / d, WEIGHTS / d)

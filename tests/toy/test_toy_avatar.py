@@ -71,3 +71,17 @@ def test_shipped_toy_avatar_keeps_its_lip_sync():
     assert real.offset_within_1 >= 0.75, real
     assert real.identity >= 0.5, real
     assert real.still_outside < real.still_inside, real
+
+
+def test_toy_vae_posterior_is_a_point():
+    """The toy VAE is a deterministic autoencoder: a recipe that samples its posterior (the avatar's reference
+    latent, as released) must get the mean it was trained on, not the untrained logvar's noise (std ~1.2 before)."""
+    from hyvideo_core.toy.talking import HELDOUT_SEED, talking_clip
+    from hyvideo_core.vae import load_vae
+
+    vae = load_vae(WEIGHTS / "vae.safetensors")
+    x = talking_clip(HELDOUT_SEED, 0).tensor()[None]
+    with torch.no_grad():
+        mean, logvar = vae.encode_moments(x, tile=False)
+        assert torch.equal(mean, vae.encode(x, tile=False))
+    assert float(torch.exp(0.5 * logvar).max()) < 1e-5
