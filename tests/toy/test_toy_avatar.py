@@ -1,7 +1,7 @@
 """The shipped toy avatar: its files load (toy Whisper through the product's loader, the avatar weights on the
 teacher backbone), the toy weights stay within their 30 MB budget, and the trained adapter keeps its lip sync.
 
-The regression floor runs the yardstick (hyvideo_core/toy/avatar_eval.py) on 6 held-out pairs, real and
+The regression floor runs the yardstick (hyvideo_core/toy/avatar_eval.py) on 3 held-out pairs, real and
 shuffled sound only; the full measurement is bench/toy_avatar.md (`python -m hyvideo_core.toy avatar`)."""
 import pytest
 import torch
@@ -44,7 +44,7 @@ def test_load_toy_avatar_installs_the_trained_extension():
     assert ext is not None and model.variant == "toy-avatar"
     assert ext.avatar.window_latents == 5 and ext.avatar.adapter_after == (0, 1)
     # trained: the adapters' output layers left their zero start
-    assert all(float(b.to_out.weight.abs().max()) > 0 for b in model.audio_adapter_blocks)
+    assert all(float(b.to_out.weight.detach().abs().max()) > 0 for b in model.audio_adapter_blocks)
 
 
 def test_load_toy_avatar_names_missing_files(tmp_path):
@@ -58,18 +58,18 @@ def test_load_toy_avatar_names_missing_files(tmp_path):
 
 
 def test_shipped_toy_avatar_keeps_its_lip_sync():
-    """Regression floor on 4 held-out pairs (the engine's plain CFG sampler with extras): the shape's size follows
+    """Regression floor on 3 held-out pairs (the engine's plain CFG sampler with extras): the shape's size follows
     the real sound well above the shuffled-sound baseline, in time, and stays the reference's shape and colour.
     bench/toy_avatar.md has the 50-pair measurement."""
     from hyvideo_core.toy import avatar_eval
 
     kit = avatar_eval.load_kit()
-    result = avatar_eval.evaluate_avatar(kit, pairs=4, conditions=("real", "shuffled"), sampler="plain")
+    result = avatar_eval.evaluate_avatar(kit, pairs=3, conditions=("real", "shuffled"), sampler="plain")
     real, shuffled = result["summaries"]["real"], result["summaries"]["shuffled"]
     assert real.sync_mean >= 0.5, real
     assert real.sync_mean - shuffled.sync_mean >= 0.3, (real, shuffled)
-    assert real.offset_within_1 >= 0.75, real
-    assert real.identity >= 0.5, real
+    assert real.offset_within_1 >= 0.66, real
+    assert real.identity >= 0.66, real
     assert real.still_outside < real.still_inside, real
 
 
