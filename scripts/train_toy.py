@@ -10,6 +10,9 @@ Stages (each resumable, each writes under --work, default /tmp/hvs_toy):
     python scripts/train_toy.py export                       # weights -> hyvideo_core/toy/weights/
     python scripts/train_toy.py concept   [--steps 2500]   # LoRA teaching the unseen word "orange" (background)
     python scripts/train_toy.py all                          # everything in order
+    python scripts/train_toy.py whisper                      # the toy avatar's tiny random Whisper
+    python scripts/train_toy.py avatar    [--steps 1500]   # toy avatar on talking clips (hyvideo_core/toy/talking.py)
+    python scripts/train_toy.py export-avatar                # whisper/ + avatar.safetensors -> hyvideo_core/toy/weights/
 
 Shipped weights (2026-11-26, 2 CPU threads; student 93.6 % adherence over 100 held-out prompts,
 chance 30.7 %; VAE 30.78 dB on 8 held-out clips), all with --work W --threads 2:
@@ -28,6 +31,20 @@ chance 30.7 %; VAE 30.78 dB on 8 held-out clips), all with --work W --threads 2:
             --steps 11000 --lr 5e-4 --ema 0.999
     student --teacher-run teacher_more --steps 1200
     export --teacher-run teacher_more                  (both DiTs stored in bf16, the VAE in fp32: 21.9 MB)
+
+Toy avatar (2026-12-08, 2 CPU threads shared with other jobs), --work W:
+    whisper                                                       (d_model 32, 4 layers, 0.44 MB)
+    avatar --clips 512 --steps 3000 --batch 8 --threads 2          (cache 5.0 min; 3000 steps 44.6 min of a
+        contended machine, median 0.19 s/step = ~10 min alone; loss 0.064 -> 0.015 over the first / last 50 steps)
+    export-avatar                                                  (avatar.safetensors 5.6 MB bf16; toy weights 28.0 MB)
+  The run starts from the shipped CFG teacher with the avatar modules new (before_proj zero-initialised, the
+  adapters' to_out zero as released: step 0 is the teacher), trains the modules at lr 1e-3 and the backbone at
+  --base-lr 2e-4 (cosine, 50 warm-up steps), caption dropout 0.1 and audio-window dropout 0.1 (zero windows: the
+  unconditional input of audio CFG), each clip with its reference image (cached as ref_latents), Whisper windows and
+  face box. The backbone trains too because the teacher only ever saw moving shapes and captions without "changes
+  size"; so avatar.safetensors carries the whole model (--base-lr 0 would ship the modules alone, ~0.9 MB).
+  After 300 steps (the early weights of commit 25cf07f) 6 held-out pairs already gave sync r 0.85; the 3000-step
+  result is bench/toy_avatar.md.
 
 Concept stage: teach the word "orange" (a background the DiT never saw in a caption) with a rank-8 LoRA, and score
 it on 35 held-out "orange" prompts (2 clips each) and on the 100 old held-out prompts (1 clip each, change paired
@@ -378,6 +395,142 @@ def stage_concept(args, work: Path) -> None:
                           "old_prompt_change": f"{100 * change:+.1f} +- {100 * half:.1f} points (paired, 95 %)"})
 
 
+# ------------------------------------------------------------------------------------------
+# the toy avatar (talking clips, hyvideo_core/toy/talking.py)
+
+
+def write_toy_whisper(folder: Path, seed: int = SEED) -> None:
+    """A tiny random Whisper (d_model 32, 4 layers -> 5 hidden states, 80 mel bins, 1500 positions so 30 s
+    chunks work as with whisper-tiny). The two input convolutions get unit-gain weights: at transformers'
+    default std 0.02 the sinusoidal position embedding drowns the sound (a linear probe of the loudness
+    from the 10-frame windows reached r = 0.07 on talking clips; with unit gain 0.95)."""
+    from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperModel
+
+    config = WhisperConfig(vocab_size=16, num_mel_bins=80, d_model=32, encoder_layers=4, decoder_layers=1,
+                           encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                           decoder_ffn_dim=64, max_source_positions=1500, max_target_positions=8,
+                           pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    torch.manual_seed(seed + 7)
+    model = WhisperModel(config)
+    with torch.no_grad():
+        for conv in (model.encoder.conv1, model.encoder.conv2):
+            torch.nn.init.normal_(conv.weight, std=(conv.weight.shape[1] * conv.weight.shape[2]) ** -0.5)
+    model.save_pretrained(folder, safe_serialization=True)
+    WhisperFeatureExtractor(feature_size=80).save_pretrained(folder)
+
+
+def stage_whisper(args, work: Path) -> None:
+    import shutil
+
+    from hyvideo_core.apps.avatar import load_whisper
+
+    shutil.rmtree(work / "whisper", ignore_errors=True)
+    write_toy_whisper(work / "whisper")
+    w = load_whisper(work / "whisper")
+    log(work, "whisper", {"written": str(work / "whisper"), "layers": w.layers, "dim": w.dim})
+
+
+def talking_raw_clips(whisper, seed: int, indices, prefix: str = "talk"):
+    """Talking clips as fine-tuning :class:`RawClip` s with the avatar extras: Whisper windows of the
+    sound, the reference image (cached as ``ref_latents``) and the face box at latent resolution."""
+    from hyvideo_core.apps.avatar import audio_windows, encode_whisper
+    from hyvideo_core.finetune.data import RawClip
+    from hyvideo_core.toy.talking import talking_clip
+
+    for i in indices:
+        clip = talking_clip(seed, i)
+        windows = audio_windows(encode_whisper(whisper, clip.audio), clip.spec.frames)[0]
+        yield RawClip(f"{prefix}{i:05d}", clip.frames, clip.caption, reference=clip.reference,
+                      extras={"audio_windows": windows, "face_mask": latent_face_mask(clip)})
+
+
+def latent_face_mask(clip, cell: int = 8) -> torch.Tensor:
+    """(H/8, W/8) face box of a talking clip at latent resolution: every latent cell the box touches, grown
+    by one cell (the model samples the mask at every second cell, its 2x2 token patches)."""
+    import torch.nn.functional as F
+
+    m = torch.from_numpy(clip.face_mask())[None, None]
+    m = F.max_pool2d(m, cell)
+    return F.max_pool2d(m, 3, stride=1, padding=1)[0, 0].contiguous()
+
+
+def stage_avatar(args, work: Path) -> None:
+    """Train the toy avatar on talking clips with the fine-tuning engine, starting from the shipped CFG
+    teacher: the avatar modules are new (before_proj zero-initialised, like the adapters' output layers, so
+    step 0 is the teacher), the backbone trains too at --base-lr (0 = frozen, modules only)."""
+    from hyvideo_core.apps.avatar import load_whisper
+    from hyvideo_core.finetune.data import cache_dataset, encoders_text_fn
+    from hyvideo_core.text_encoders import load_text_encoders
+    from hyvideo_core.toy.avatar import toy_whisper_folder
+    from hyvideo_core.toy.talking import TRAIN_SEED
+    from hyvideo_core.vae import load_vae
+
+    whisper_dir = work / "whisper" if (work / "whisper").is_dir() else toy_whisper_folder(WEIGHTS)
+    cache = work / f"avatar_cache_{args.clips}"
+    if not (cache / "null.safetensors").is_file():
+        t0 = time.time()
+        whisper = load_whisper(whisper_dir)
+        enc = load_text_encoders(WEIGHTS / "text_encoder", WEIGHTS / "text_encoder_2")
+        cache_dataset(str(cache), talking_raw_clips(whisper, TRAIN_SEED, range(args.clips)),
+                      load_vae(WEIGHTS / "vae.safetensors"), encoders_text_fn(enc, "video", max_length=32),
+                      [(17, 64, 64)])
+        log(work, "avatar", {"cache": cache.name, "seconds": round(time.time() - t0, 1)})
+    frozen = not args.base_lr
+    _train(work, args.avatar_run, threads=args.threads, cache=cache.name, variant="toy-avatar", extension="avatar",
+           init=str(WEIGHTS / "transformer_teacher.safetensors"), trainable="extension" if frozen else "all",
+           base_lr=None if frozen else args.base_lr, zero_init=("before_proj.",), steps=args.steps,
+           global_batch=args.batch, lr=args.lr or 1e-3, warmup_steps=50, schedule="cosine", caption_dropout=0.1,
+           extra_dropout={"audio_windows": 0.1}, save_every=100)
+
+
+def stage_export_avatar(args, work: Path) -> None:
+    """The toy avatar's files -> hyvideo_core/toy/weights: whisper/ and avatar.safetensors (bf16; the avatar
+    modules only, or with the backbone when the run trained it)."""
+    import shutil
+
+    from hyvideo_core.checkpoints.load import load_transformer, save_transformer
+    from hyvideo_core.apps.avatar import avatar_extension
+    from hyvideo_core.variants import get_variant
+
+    shutil.rmtree(WEIGHTS / "whisper", ignore_errors=True)
+    shutil.copytree(work / "whisper", WEIGHTS / "whisper")
+    root = work / args.avatar_run / "checkpoints"
+    spec = get_variant("toy-avatar")
+    model = load_transformer(root / (root / "latest").read_text() / "model.safetensors", variant="toy-avatar",
+                             extensions=[avatar_extension(spec.app.config)])
+    config = json.loads((work / args.avatar_run / "config.json").read_text())
+    if config["trainable"] == "extension":   # the backbone is the shipped teacher's: keep only the modules
+        from hyvideo_core.checkpoints.load import write_safetensors_atomic
+
+        prefixes = tuple(f"{m}." for m in spec.app.modules)
+        state = {k: v.to(torch.bfloat16).contiguous() for k, v in model.state_dict().items() if k.startswith(prefixes)}
+        write_safetensors_atomic(state, str(WEIGHTS / "avatar.safetensors"))
+    else:
+        save_transformer(model, WEIGHTS / "avatar.safetensors", dtype=torch.bfloat16)
+    total = sum(p.stat().st_size for p in WEIGHTS.rglob("*") if p.is_file())
+    log(work, "export-avatar", {"bytes": total, "run": args.avatar_run})
+
+
+POINT_LOGVAR = -30.0
+
+
+def write_point_posterior_vae(source: Path, target: Path) -> None:
+    """Copy the toy VAE with its posterior's log-variance set to -30 everywhere (std 3e-7). The toy VAE trains as
+    a deterministic autoencoder (stage_vae decodes the mean), so the logvar half of quant_conv kept its random
+    initialisation: std ~1.2 against a latent std of ~1.3. A recipe that samples the posterior, as the avatar
+    release does for its reference latent, then drew noise as large as the signal; the point posterior makes the
+    sample the mean, which is what the toy VAE was trained on."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(source), "pt") as f:
+        state, meta = {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    half = state["quant_conv.bias"].shape[0] // 2
+    state["quant_conv.weight"][half:] = 0
+    state["quant_conv.bias"][half:] = POINT_LOGVAR
+    save_file(state, str(target), metadata=meta)
+
+
 def stage_export(args, work: Path) -> None:
     import shutil
 
@@ -390,7 +543,7 @@ def stage_export(args, work: Path) -> None:
         root = work / name / "checkpoints"
         model = load_transformer(root / (root / "latest").read_text() / "model.safetensors", variant=variant)
         save_transformer(model, WEIGHTS / target, dtype=torch.bfloat16)
-    shutil.copy(work / "vae.safetensors", WEIGHTS / "vae.safetensors")
+    write_point_posterior_vae(work / "vae.safetensors", WEIGHTS / "vae.safetensors")
     for d in ("text_encoder", "text_encoder_2"):
         shutil.rmtree(WEIGHTS / d, ignore_errors=True)
         shutil.copytree(work / d, WEIGHTS / d)
@@ -400,7 +553,11 @@ def stage_export(args, work: Path) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stage", choices=["vae", "encoders", "cache", "teacher", "student", "export", "concept", "all"])
+    p.add_argument("stage", choices=["vae", "encoders", "cache", "teacher", "student", "export", "concept", "whisper",
+                                      "avatar", "export-avatar", "all"])
+    p.add_argument("--avatar-run", default="avatar", help="avatar / export-avatar stages: the run folder under --work")
+    p.add_argument("--base-lr", type=float, default=2e-4,
+                   help="avatar stage: LR of the backbone (0 = frozen backbone, the avatar modules alone train)")
     p.add_argument("--work", default="/tmp/hvs_toy")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--batch", type=int, default=4)
@@ -445,11 +602,11 @@ def main(argv=None) -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     stages = ["vae", "encoders", "cache", "teacher", "student", "export"] if args.stage == "all" else [args.stage]
-    defaults = {"vae": 2700, "cache": 800, "teacher": 1500, "student": 400, "concept": 2500}
+    defaults = {"vae": 2700, "cache": 800, "teacher": 1500, "student": 400, "concept": 2500, "avatar": 1500}
     for stage in stages:
         a = argparse.Namespace(**vars(args))
         a.steps = args.steps or defaults.get(stage, 0)
-        globals()[f"stage_{stage}"](a, work)
+        globals()[f"stage_{stage.replace('-', '_')}"](a, work)
 
 
 if __name__ == "__main__":
