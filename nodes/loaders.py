@@ -1,7 +1,7 @@
 """Model loader nodes: transformer, VAE, text encoders."""
 from __future__ import annotations
 
-from .adapters import CATEGORY, PREFIX, list_models, resolve_model, tooltip, torch_device
+from .adapters import CATEGORY, EMBEDDED_TOY_AVATAR, PREFIX, list_models, resolve_model, tooltip, torch_device
 
 _DTYPES = ["auto", "bf16", "fp16", "fp32"]
 
@@ -10,6 +10,23 @@ def _dtype(name: str):
     import torch
 
     return {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
+
+
+def _load_toy_avatar(weight_dtype, attention, memory):
+    """The toy talking avatar (a few MB): memory passes have nothing to save on it and are not applied."""
+    import logging
+
+    import torch
+
+    from ..hyvideo_core.attention import resolve_backend
+    from ..hyvideo_core.toy.avatar import load_toy_avatar
+
+    device = torch_device()
+    model = load_toy_avatar(device=device, dtype=_dtype(weight_dtype) or torch.float32)
+    model.attention_backend = resolve_backend(attention, device)
+    if memory is not None:
+        logging.getLogger(__name__).info("memory settings are not applied to %s (it is a few MB)", EMBEDDED_TOY_AVATAR)
+    return model
 
 
 class LoadTransformer:
@@ -28,7 +45,7 @@ class LoadTransformer:
         return {"required": {
             "model_name": (list_models("transformer"), tooltip(
                 "Transformer weights from models/diffusion_models (or unet). '[embedded] tiny demo' is the suite's "
-                "built-in small model.")),
+                "built-in small model; '[embedded] toy avatar' the toy world's talking avatar.")),
             "weight_dtype": (_DTYPES, tooltip(
                 "auto keeps the file's precision (fp8 stays fp8) and computes in bf16 on GPU, fp32 on CPU.",
                 default="auto")),
@@ -42,6 +59,8 @@ class LoadTransformer:
     def load(self, model_name, weight_dtype, attention, memory=None):
         from ..hyvideo_core.runtime.options import prepare_transformer
 
+        if model_name == EMBEDDED_TOY_AVATAR:
+            return (_load_toy_avatar(weight_dtype, attention, memory),)
         return (prepare_transformer(resolve_model("transformer", model_name), device=torch_device(),
                                     dtype=_dtype(weight_dtype), attention_backend=attention, memory=memory),)
 
