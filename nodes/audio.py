@@ -66,9 +66,15 @@ class LoadAudio:
 
     @classmethod
     def VALIDATE_INPUTS(cls, audio):
-        import folder_paths
+        # Defining this makes ComfyUI skip its own "value in list" check, so confinement and existence are
+        # checked here, at queue time.
+        from ..hyvideo_core.errors import InputError
 
-        if not isinstance(audio, str) or not folder_paths.exists_annotated_filepath(audio):
+        try:
+            path = _sound_path(audio)
+        except InputError as exc:
+            return str(exc)
+        if not os.path.isfile(path):
             return f"audio file not found in ComfyUI's input folder: {audio!r}; put it there (or upload it)"
         return True
 
