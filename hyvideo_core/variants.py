@@ -128,6 +128,12 @@ _TOY_VAE = VaeConfig(
     scaling_factor=0.716986, tile_sample_size=128, tile_sample_frames=32,
 )
 
+# The toy avatar: the toy Whisper (d_model 32, 4 layers -> 5 hidden states) with the released window
+# structure, adapters after both double blocks, and sampling windows of 5 latents (17 frames, one toy clip)
+# moving by 2 latents a step.
+_TOY_AVATAR = AvatarConfig(whisper_dim=32, whisper_layers=5, audio_window=10, audio_hidden=128, tokens_per_frame=4,
+                           adapter_dim=64, adapter_after=(0, 1), window_latents=5, window_shift=2)
+
 for _spec in (
     VariantSpec(
         name="toy",
@@ -142,6 +148,15 @@ for _spec in (
         transformer=replace(_TOY, guidance_embed=False), vae=_TOY_VAE,
         sampler=SamplerDefaults(steps=16, shift=3.0, embedded_guidance=None, cfg_scale=4.0),
         is_test_variant=True,
+    ),
+    VariantSpec(
+        name="toy-avatar",
+        description="toy-world avatar (64x64x17 talking clips): the toy teacher with avatar modules driven by a "
+                    "tiny Whisper (hyvideo_core/toy/avatar.py)",
+        transformer=replace(_TOY, guidance_embed=False), vae=_TOY_VAE,
+        sampler=SamplerDefaults(steps=16, shift=3.0, embedded_guidance=None, cfg_scale=4.0),
+        is_test_variant=True,
+        app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _TOY_AVATAR),
     ),
 ):
     VARIANTS[_spec.name] = _spec

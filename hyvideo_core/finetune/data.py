@@ -4,12 +4,20 @@ Cache layout (one folder)::
 
     cache.json                    manifest: entries, buckets, scaling factor, text dims
     clips/<id>.safetensors        latents (C, T, h, w) raw (unscaled) VAE latents of the bucketed clip,
-                                  text_states (L, D) real tokens only, text_states_2 (D2,)
+                                  text_states (L, D) real tokens only, text_states_2 (D2,),
+                                  optional extension extras (see below)
     null.safetensors              embeddings of the empty prompt (caption dropout / CFG)
 
 Clip sources: any iterable of :class:`RawClip` (:data:`ClipSource`): :func:`folder_source` reads a
 folder of videos (``.mp4`` / ``.webm`` / ``.gif``…) each with a ``.txt`` caption of the same stem;
 the toy world's generated clips come from :mod:`hyvideo_core.toy.clip_source`.
+
+Extension extras: a clip may carry inputs of a model extension (the avatar's ``audio_windows``,
+``face_mask``...) in :attr:`RawClip.extras`, stored as given under ``extra.<name>``, and a reference image in
+:attr:`RawClip.reference`, encoded by the cache as ``ref_latents``: the image repeated over the clip's frames
+through the (causal) VAE, as the avatar release makes its reference latent. ``ref_latents`` is stored raw and
+scaled on reading like the latents. :class:`CachedDataset` items then hold ``extras`` (name -> tensor without
+a batch axis); :func:`collate` stacks them, and the trainer passes them to the model as ``extras=``.
 """
 from __future__ import annotations
 
@@ -90,11 +98,19 @@ def fit_to_bucket(frames: np.ndarray, bucket: Bucket) -> torch.Tensor:
 # clip sources
 
 
+EXTRA_PREFIX = "extra."
+REFERENCE_EXTRA = "ref_latents"       # the extra the cache makes from RawClip.reference
+SCALED_EXTRAS = (REFERENCE_EXTRA,)    # extras that are VAE latents: scaled on reading like the latents
+
+
 @dataclass
 class RawClip:
     id: str
     frames: np.ndarray     # (F, H, W, 3) uint8
     caption: str
+    # extension inputs stored as given (no batch axis), e.g. {"audio_windows": (F, 10, 5, 32)}
+    extras: Optional[Dict[str, torch.Tensor]] = None
+    reference: Optional[np.ndarray] = None   # (H, W, 3) uint8 -> cached as "ref_latents"
 
 
 ClipSource = Iterable[RawClip]   # what cache_dataset reads; ``id`` names the clip's cache entry (kept on resume)
@@ -206,9 +222,10 @@ def cache_dataset(out_dir: str, clips: ClipSource, vae, encode_text: TextEncodeF
             latents = vae.encode(video[None].to(vae.device, vae.dtype), tile=False)[0].float().cpu()
         states, pooled = text(clip.caption)
         name = f"clips/{clip.id}.safetensors"
-        write_safetensors_atomic({"latents": latents.contiguous(), "text_states": states, "text_states_2": pooled},
-                                 str(out / name), metadata={"caption": clip.caption,
-                                                            "bucket": "x".join(map(str, bucket))})
+        tensors = {"latents": latents.contiguous(), "text_states": states, "text_states_2": pooled}
+        tensors.update(_clip_extras(clip, bucket, vae))
+        write_safetensors_atomic(tensors, str(out / name), metadata={"caption": clip.caption,
+                                                                     "bucket": "x".join(map(str, bucket))})
         manifest["entries"].append({"id": clip.id, "file": name, "caption": clip.caption, "bucket": list(bucket),
                                     "latent_shape": list(latents.shape)})
         if len(manifest["entries"]) % 50 == 0:
@@ -228,6 +245,28 @@ def cache_dataset(out_dir: str, clips: ClipSource, vae, encode_text: TextEncodeF
                     skipped=skipped)
     atomic_write_text(manifest_path, json.dumps(manifest, indent=0))
     return manifest
+
+
+def _clip_extras(clip: RawClip, bucket: Bucket, vae) -> Dict[str, torch.Tensor]:
+    """The clip's extension extras as cache tensors (``extra.<name>``); the reference image encoded."""
+    out = {}
+    for k, v in (clip.extras or {}).items():
+        if k == REFERENCE_EXTRA:
+            raise InputError(f"clip {clip.id!r}: the extra {REFERENCE_EXTRA!r} is made by the cache from "
+                             f"RawClip.reference; give the reference image there instead")
+        if not isinstance(v, (torch.Tensor, np.ndarray)):
+            raise InputError(f"clip {clip.id!r}: extra {k!r} must be a tensor or array, found {type(v).__name__}")
+        out[EXTRA_PREFIX + k] = torch.as_tensor(v).float().contiguous()
+    if clip.reference is not None:
+        image = np.asarray(clip.reference)
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[-1] != 3:
+            raise InputError(f"clip {clip.id!r}: the reference must be a uint8 (H, W, 3) image, found "
+                             f"{image.dtype} {image.shape}")
+        repeated = fit_to_bucket(np.repeat(image[None], bucket[0], axis=0), bucket)
+        with torch.no_grad():
+            ref = vae.encode(repeated[None].to(vae.device, vae.dtype), tile=False)[0].float().cpu()
+        out[EXTRA_PREFIX + REFERENCE_EXTRA] = ref.contiguous()
+    return out
 
 
 def _finished_clip_entry(out: Path, clip: RawClip, buckets: List[List[int]]) -> Optional[dict]:
@@ -298,13 +337,35 @@ class CachedDataset:
     def __getitem__(self, i: int) -> dict:
         if i not in self._items:
             t = self._read(self.root / self.entries[i]["file"])
+            extras = {k[len(EXTRA_PREFIX):]: v for k, v in t.items() if k.startswith(EXTRA_PREFIX)}
+            for k in SCALED_EXTRAS:
+                if k in extras:
+                    extras[k] = extras[k] * self.scaling
             self._items[i] = {"latents": t["latents"] * self.scaling, "text_states": t["text_states"],
-                              "text_states_2": t["text_states_2"], "caption": self.entries[i]["caption"]}
+                              "text_states_2": t["text_states_2"], "caption": self.entries[i]["caption"],
+                              "extras": extras}
         return self._items[i]
 
 
+def collate_extras(items: Sequence[dict]) -> Dict[str, torch.Tensor]:
+    """Stack the items' extension extras; every item must carry the same names with the same shapes."""
+    names = [sorted(it.get("extras") or {}) for it in items]
+    if any(n != names[0] for n in names):
+        raise InputError(f"clips of one batch carry different extension extras ({names[0]} vs "
+                         f"{next(n for n in names if n != names[0])}); cache every clip with the same extras")
+    out = {}
+    for k in names[0]:
+        shapes = {tuple(it["extras"][k].shape) for it in items}
+        if len(shapes) > 1:
+            raise InputError(f"extra {k!r} has different shapes in one batch ({sorted(shapes)}); clips of a bucket "
+                             f"need equal-size extras")
+        out[k] = torch.stack([it["extras"][k] for it in items])
+    return out
+
+
 def collate(items: Sequence[dict]) -> dict:
-    """Stack latents (same bucket) and right-pad text states to the longest prompt."""
+    """Stack latents (same bucket) and right-pad text states to the longest prompt; extension extras
+    (when the items carry any) are stacked under ``extras``."""
     length = max(it["text_states"].shape[0] for it in items)
     dim = items[0]["text_states"].shape[1]
     states = torch.zeros(len(items), length, dim)
@@ -313,8 +374,12 @@ def collate(items: Sequence[dict]) -> dict:
         n = it["text_states"].shape[0]
         states[j, :n] = it["text_states"]
         mask[j, :n] = 1
-    return {"latents": torch.stack([it["latents"] for it in items]), "text_states": states, "text_mask": mask,
-            "text_states_2": torch.stack([it["text_states_2"] for it in items])}
+    batch = {"latents": torch.stack([it["latents"] for it in items]), "text_states": states, "text_mask": mask,
+             "text_states_2": torch.stack([it["text_states_2"] for it in items])}
+    extras = collate_extras(items)
+    if extras:
+        batch["extras"] = extras
+    return batch
 
 
 class BucketBatchSampler:

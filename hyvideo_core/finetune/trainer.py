@@ -24,7 +24,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -35,6 +35,8 @@ from .checkpoint import (LEGACY_STATE_FILE, STATE_FILE, CheckpointFolder, legacy
                          save_training_state)
 from .data import BucketBatchSampler, CachedDataset, collate
 from .ema import EMA
+from .extensions import (EXTENSION_FACTORIES, check_batch_extras, drop_extras, install_training_extension,
+                         param_groups, train_only_extensions)
 from .flow import flow_matching_loss, noisy_latents, sample_sigmas, velocity_target
 from .lora import DEFAULT_TARGETS
 from .sharding import (enable_fsdp_on_cpu, gather_training_state, plain_replica, refuse_deepspeed,
@@ -93,6 +95,16 @@ class TrainConfig:
     resume: Optional[str] = "auto"         # "auto" (latest in output_dir), a checkpoint folder, or None
     stop_after: Optional[int] = None       # stop (after checkpointing) at this step: for tests / time slots
     threads: Optional[int] = None
+    # Model extensions (an application's modules, e.g. the avatar's): "avatar" installs the variant's app
+    # extension; the cache's clips then carry its extras (ref_latents, audio_windows, ...), passed as extras=.
+    # Extension weights missing from `init` (a base model file) start from the extension's own initialisation.
+    extension: Optional[str] = None
+    trainable: str = "all"                 # "all" or "extension" (only the extension's modules; the rest frozen)
+    base_lr: Optional[float] = None        # trainable "all" with an extension: LR of the base model (None = lr)
+    zero_init: Tuple[str, ...] = ()        # parameter-name prefixes zeroed when `init` does not provide them
+    # condition dropout per extra, beside caption dropout: {"audio_windows": 0.1} zeroes a sample's audio
+    # windows with probability 0.1 (the unconditional input of audio CFG), independently of the caption
+    extra_dropout: Optional[Dict[str, float]] = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -101,7 +113,7 @@ class TrainConfig:
         if unknown:
             raise InputError(f"unknown training option(s) {unknown}; known: {sorted(names)}")
         d = dict(d)
-        for k in ("lora_targets", "betas", "distill_guidance"):
+        for k in ("lora_targets", "betas", "distill_guidance", "zero_init"):
             if k in d and d[k] is not None:
                 d[k] = tuple(d[k])
         return cls(**d)
@@ -117,12 +129,26 @@ class TrainConfig:
             raise InputError("steps, global_batch and grad_accum must be >= 1")
         if self.guided_target and self.distill_teacher:
             raise InputError("guided_target and distill_teacher both set the target; choose one")
+        if self.trainable not in ("all", "extension"):
+            raise InputError(f"trainable must be 'all' or 'extension'; found {self.trainable!r}")
+        if self.extension is not None and self.extension not in EXTENSION_FACTORIES:
+            raise InputError(f"unknown extension {self.extension!r}; known: {sorted(EXTENSION_FACTORIES)}")
+        if self.trainable == "extension" and (self.extension is None or self.mode != "full"):
+            raise InputError("trainable 'extension' trains an installed extension's modules: set extension (e.g. "
+                             "'avatar') and mode 'full'")
+        if self.extension and (self.distill_teacher or self.guided_target or self.prior_cache_dir):
+            raise InputError("an extension run trains on data with its extras; distill_teacher, guided_target and "
+                             "prior_cache_dir are not supported with it")
+        for k, p in (self.extra_dropout or {}).items():
+            if not 0.0 <= float(p) <= 1.0:
+                raise InputError(f"extra_dropout[{k!r}] must be a probability in [0, 1]; found {p}")
         if self.prior_cache_dir and self.mode != "lora":
             raise InputError(f"prior preservation compares the model with its base (LoRA off), so it needs mode "
                              f"'lora'; found mode {self.mode!r}. Drop prior_cache_dir or train a LoRA")
 
 
 _PRIOR = 0x9121   # seeds the prior clips' data order and noise apart from the main clips'
+
 
 
 def sample_seed(*parts: int) -> int:
@@ -158,11 +184,14 @@ def build_model(cfg: TrainConfig):
     torch.manual_seed(sample_seed(cfg.seed, 0xB11D))
     model = HunyuanVideoTransformer(spec.transformer)
     model.variant = spec.name
+    new_modules = install_training_extension(model, cfg)
     if cfg.init:
         source, scales, layout = open_native(cfg.init)
         state = model.state_dict()
-        # a teacher without guidance embedding may start a guidance-distilled student (see below)
-        expected = {k: tuple(t.shape) for k, t in state.items() if k in source or not k.startswith("guidance_in.")}
+        # a teacher without guidance embedding may start a guidance-distilled student (see below); a base
+        # model file starts an extension run, whose modules it does not hold
+        optional = ("guidance_in.", *new_modules)
+        expected = {k: tuple(t.shape) for k, t in state.items() if k in source or not k.startswith(optional)}
         problems = describe_mismatch(expected, source.shapes())
         if problems:
             from ..errors import IncompatibleWeightsError
@@ -176,7 +205,15 @@ def build_model(cfg: TrainConfig):
                 model.guidance_in.mlp[2].weight.zero_()
                 model.guidance_in.mlp[2].bias.zero_()
                 log.info("guidance_in initialised with a zero output layer (student starts as the teacher)")
+    with torch.no_grad():
+        zeroed = [n for n, p in model.named_parameters() if n.startswith(tuple(cfg.zero_init))
+                  and not (cfg.init and n in source)]
+        for n in zeroed:
+            model.get_parameter(n).zero_()
+    if cfg.zero_init and not zeroed and not cfg.init:
+        raise InputError(f"zero_init {list(cfg.zero_init)} matches no parameter of the model")
     return model
+
 
 
 def add_adapters(model, cfg: TrainConfig) -> None:
@@ -185,6 +222,8 @@ def add_adapters(model, cfg: TrainConfig) -> None:
         from .lora import inject_lora
         inject_lora(model, rank=cfg.lora_rank, alpha=cfg.lora_alpha, targets=cfg.lora_targets,
                     dropout=cfg.lora_dropout, seed=sample_seed(cfg.seed, 0x10AA))
+    elif cfg.trainable == "extension":
+        train_only_extensions(model)
     else:
         model.requires_grad_(True)
 
@@ -266,7 +305,7 @@ class Trainer:
         self.model = model
         self.named = {n: p for n, p in model.named_parameters() if p.requires_grad}
         self.ema = EMA(self.named.items(), cfg.ema_decay) if cfg.ema_decay else None
-        self.opt = torch.optim.AdamW(list(self.named.values()), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+        self.opt = torch.optim.AdamW(param_groups(self.model, self.named, cfg), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
                                      weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         if self.fsdp:
@@ -377,6 +416,7 @@ class Trainer:
         spec = get_variant(self.cfg.variant)
         model = HunyuanVideoTransformer(spec.transformer)
         model.variant = spec.name
+        install_training_extension(model, self.cfg)
         add_adapters(model, self.cfg)
         return model
 
@@ -423,6 +463,8 @@ class Trainer:
             noise = torch.randn(item["latents"].shape, generator=g)
             if drop:
                 item["text_states"], item["text_states_2"] = data.null["text_states"], data.null["text_states_2"]
+            if cfg.extra_dropout:   # drawn after the rest, so runs without it keep their random stream
+                item["extras"] = drop_extras(item.get("extras") or {}, cfg.extra_dropout, g)
             items.append(item)
             noises.append(noise)
             sigmas.append(sigma)
@@ -431,7 +473,9 @@ class Trainer:
         batch["noise"] = torch.stack(noises)
         batch["sigma"] = torch.cat(sigmas)
         batch["w"] = torch.tensor(guid)
-        return {k: v.to(self.device) for k, v in batch.items()}
+        check_batch_extras(batch, self.cfg.extension)
+        return {k: ({n: t.to(self.device) for n, t in v.items()} if k == "extras" else v.to(self.device))
+                for k, v in batch.items()}
 
     def _loss(self, b: dict) -> torch.Tensor:
         cfg = self.cfg
@@ -453,7 +497,8 @@ class Trainer:
         target = velocity_target(x0, noise)
         if cfg.guided_target:
             target = self._guided(xt, t, target)
-        pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], guidance)
+        pred = self.ddp(xt, t, b["text_states"], b["text_mask"], b["text_states_2"], guidance,
+                        **({"extras": b["extras"]} if "extras" in b else {}))
         return flow_matching_loss(pred, target)
 
     def _null_text(self, n: int) -> tuple:

@@ -1,0 +1,86 @@
+"""Training a model extension (an application's modules, e.g. the avatar's) with the fine-tuning engine.
+
+The trainer installs the extension named by ``TrainConfig.extension`` on the model it builds, trains its
+modules alone (``trainable="extension"``, the base frozen) or everything (optionally the base at its own
+``base_lr``), and passes the cached clips' extras to the model as ``extras=``. ``extra_dropout`` zeroes an
+extra per sample with a probability (the unconditional input of that condition's CFG, e.g. silent-adapter
+audio windows of zeros), beside caption dropout.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, Mapping
+
+import torch
+
+from ..errors import InputError
+
+
+def _avatar_factory(spec):
+    from ..apps.avatar import avatar_extension
+
+    if spec.app is None or spec.app.app != "avatar":
+        raise InputError(f"extension 'avatar' needs an avatar variant (e.g. toy-avatar); {spec.name!r} has no avatar "
+                         f"modules")
+    return avatar_extension(spec.app.config)(spec.transformer)
+
+
+# name -> f(variant spec) -> Extension, installed on the trained model
+EXTENSION_FACTORIES: Dict[str, Callable] = {"avatar": _avatar_factory}
+
+
+def install_training_extension(model, cfg) -> tuple:
+    """Install ``cfg.extension`` on ``model``; the checkpoint prefixes of its modules (``()`` without one)."""
+    from ..model.extension import install_extension
+    from ..variants import get_variant
+
+    if not cfg.extension:
+        return ()
+    extension = install_extension(model, EXTENSION_FACTORIES[cfg.extension](get_variant(cfg.variant)))
+    return tuple(f"{name}." for name in extension.modules())
+
+
+def train_only_extensions(model) -> None:
+    """Freeze everything but the installed extensions' modules."""
+    from ..model.extension import extensions_of
+
+    model.requires_grad_(False)
+    for ext in extensions_of(model):
+        for module in ext.modules().values():
+            module.requires_grad_(True)
+
+
+def param_groups(model, named: Mapping[str, torch.nn.Parameter], cfg) -> list:
+    """Optimizer groups: one at ``cfg.lr``; with an extension and ``cfg.base_lr``, the base model's trainable
+    parameters in a second group at ``base_lr``."""
+    if not (cfg.extension and cfg.base_lr is not None and cfg.trainable == "all"):
+        return [{"params": list(named.values())}]
+    from ..model.extension import extensions_of
+
+    own = {id(p) for ext in extensions_of(model) for m in ext.modules().values() for p in m.parameters()}
+    new = [p for p in named.values() if id(p) in own]
+    base = [p for p in named.values() if id(p) not in own]
+    return [{"params": new}, {"params": base, "lr": cfg.base_lr}]
+
+
+def drop_extras(extras: Mapping[str, torch.Tensor], dropout: Mapping[str, float],
+                generator: torch.Generator) -> Dict[str, torch.Tensor]:
+    """A copy of one sample's ``extras`` with each extra named in ``dropout`` zeroed with its probability
+    (one draw per name, in name order, from ``generator``)."""
+    out = dict(extras)
+    for name in sorted(dropout):
+        if name not in out:
+            raise InputError(f"extra_dropout names {name!r}, but the cached clips carry the extras {sorted(out)}; "
+                             f"fix the option or re-cache with that extra")
+        if float(torch.rand(1, generator=generator)) < float(dropout[name]):
+            out[name] = torch.zeros_like(out[name])
+    return out
+
+
+def check_batch_extras(batch: Mapping, extension) -> None:
+    """Extras and extension go together: clips with extras need the extension that reads them, and back."""
+    if batch.get("extras") and not extension:
+        raise InputError(f"the cached clips carry extension extras {sorted(batch['extras'])}; set the training "
+                         f"option extension (e.g. 'avatar') to train the model that reads them")
+    if extension and not batch.get("extras"):
+        raise InputError(f"extension {extension!r} needs its extras in the cache; the cached clips carry none: "
+                         f"re-cache them with RawClip.extras / RawClip.reference")
