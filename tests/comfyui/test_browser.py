@@ -18,7 +18,8 @@ FIXTURES = [FIX / "core_image_ui.json", FIX / "core_conversion_ui.json"]
 # info texts web/hvs.js shows for nodes of a workflow: prompt token counts, the sampler's estimate
 EXPECTED_INFO = {"text_to_video": ("tokens", "latent tokens"), "text_to_video_low_memory": ("tokens", "latent tokens"),
                  "text_to_video_parallel": ("tokens", "latent tokens"),
-                 "video_to_video": ("tokens",), "image_to_video": ("tokens",), "train_lora": ("tokens",)}
+                 "video_to_video": ("tokens",), "image_to_video": ("tokens",), "train_lora": ("tokens",),
+                 "avatar": ("tokens",)}
 
 
 @pytest.fixture(scope="module", autouse=True)
