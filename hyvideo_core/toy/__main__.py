@@ -1,4 +1,4 @@
-"""``python -m hyvideo_core.toy {report,claims}`` — how good is the toy model?
+"""``python -m hyvideo_core.toy {report,claims,avatar}`` — how good is the toy model?
 
 ``report`` prints prompt adherence on held-out prompts (the image-analysis yardstick of
 ``hyvideo_core.toy.evaluate``), VAE reconstruction PSNR on held-out clips, and time per clip.
@@ -8,6 +8,10 @@ guidance-distilled student (one forward per step) is close to its CFG teacher (t
 
     python -m hyvideo_core.toy report [--weights DIR] [--prompts 20] [--steps 16] [--teacher]
     python -m hyvideo_core.toy claims [--prompts 100] [--seeds 1] [--out bench/toy_claims.md]
+    python -m hyvideo_core.toy avatar [--pairs 50] [--out bench/toy_avatar.md]
+
+``avatar`` runs the toy avatar yardstick (hyvideo_core/toy/avatar_eval.py): lip-sync proxy against shuffled
+and silent sound, identity, stillness outside the face box, on held-out talking clips.
 """
 from __future__ import annotations
 
@@ -122,6 +126,25 @@ def claims(args) -> int:
     return 0
 
 
+def avatar(args) -> int:
+    from . import avatar_eval
+
+    kit = avatar_eval.load_kit(Path(args.weights))
+    t0 = time.time()
+    result = avatar_eval.evaluate_avatar(kit, pairs=args.pairs, steps=args.steps, cfg=args.guidance,
+                                         progress=lambda i, n: print(f"pair {i}/{n}", file=sys.stderr, flush=True))
+    minutes = (time.time() - t0) / 60
+    command = f"python -m hyvideo_core.toy avatar --pairs {args.pairs} --steps {args.steps} --guidance {args.guidance:g}"
+    text = avatar_eval.markdown(result, command, minutes, torch.get_num_threads())
+    out = Path(args.out)
+    atomic_write_text(out, text)
+    atomic_write_text(out.with_suffix(".json"), json.dumps(dict(avatar_eval.as_json(result), command=command),
+                                                          indent=1) + "\n")
+    print(text)
+    print(f"wrote {out}")
+    return 0
+
+
 def main(argv=None) -> int:
     from ..errors import HyVideoError
 
@@ -143,14 +166,18 @@ def main(argv=None) -> int:
     c.add_argument("--shift-models", nargs="+", choices=["student", "teacher"], default=["student", "teacher"],
                    help="models whose few-step schedules are compared (claim a)")
     c.add_argument("--out", default="bench/toy_claims.md")
-    for a in (r, c):
+    av = sub.add_parser("avatar", help="toy avatar yardstick (lip-sync proxy, identity, stillness) -> results file")
+    av.add_argument("--pairs", type=int, default=50, help="held-out reference/sound pairs")
+    av.add_argument("--steps", type=int, default=16)
+    av.add_argument("--out", default="bench/toy_avatar.md")
+    for a in (r, c, av):
         a.add_argument("--weights", default=str(WEIGHTS))
         a.add_argument("--guidance", type=float, default=4.0)
         a.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     try:
-        return {"report": report, "claims": claims}[args.command](args)
+        return {"report": report, "claims": claims, "avatar": avatar}[args.command](args)
     except HyVideoError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
