@@ -170,7 +170,7 @@ def sample_avatar(model, embeds, latent, *, seed, steps, shift, cfg, denoise, st
     LATENT that comes back (raw VAE space) keeps the condition so the VAE decode can cut to the sound."""
     from dataclasses import replace
 
-    from ..hyvideo_core.apps.avatar import AvatarExtension, sample_avatar_latents
+    from ..hyvideo_core.apps.avatar import AvatarExtension
     from ..hyvideo_core.errors import InputError
     from ..hyvideo_core.model.extension import find_extension
     from ..hyvideo_core.variants import get_variant
@@ -200,6 +200,8 @@ def sample_avatar(model, embeds, latent, *, seed, steps, shift, cfg, denoise, st
         # the embeds wire may come from another node (e.g. a Text Encode with another prompt)
         held = AvatarLatentCondition(replace(held.conditioning, positive=embeds.positive,
                                              negative=embeds.negative or held.conditioning.negative), held.options)
+    from ..hyvideo_core.apps.avatar import sample_avatar_latents
+
     scaled = sample_avatar_latents(model, held.conditioning, options, callback=progress_callback())
     scaling_factor = get_variant(model.variant).vae.scaling_factor
     return dict(latent, samples=(scaled / scaling_factor).float().cpu(), **{LATENT_KEY: held})
