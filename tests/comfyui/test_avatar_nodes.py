@@ -113,3 +113,19 @@ def test_whisper_folder_in_models_audio_encoders_is_listed(comfyui_server, tmp_p
     tiny_whisper_folder(comfyui_server.models_dir / "audio_encoders" / "tiny-whisper")
     names = comfyui_server.object_info()["HVS_AudioEncoderLoader"]["input"]["required"]["encoder_name"][0]
     assert "tiny-whisper/model.safetensors" in names
+
+
+def test_avatar_checkpoint_in_diffusion_models_loads_as_an_avatar_model(comfyui_server, queue_prompt):
+    """A HunyuanVideo-Avatar file picked in the transformer loader gets its avatar modules (before: an error
+    telling a ComfyUI user to call a Python function). Given a plain latent, the avatar sampler path answers."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    golden = REPO / "tests" / "avatar" / "golden_avatar.safetensors"
+    with safe_open(str(golden), "pt") as f:
+        state = {k[len("state."):]: f.get_tensor(k).contiguous() for k in f.keys() if k.startswith("state.")}
+    save_file(state, str(comfyui_server.models_dir / "diffusion_models" / "tiny_avatar.safetensors"))
+    wf = api("text_to_video", **{"1": {"model_name": "tiny_avatar.safetensors"},
+                                 "5": {"width": 64, "height": 64, "frames": 9}, "6": {"steps": 2}})
+    with pytest.raises(harness.PromptFailed, match="talking-avatar model \\(tiny-avatar\\)"):
+        queue_prompt(wf, timeout=300)
