@@ -145,6 +145,16 @@ class CausalVideoVAE(nn.Module):
         video = video.to(device=self.device, dtype=self.dtype)
         return self._run_tiled(self.encode_tile, video, tile, "encode", callback)
 
+    def encode_moments(self, video: torch.Tensor, tile: TileArg = None,
+                       callback: Optional[ProgressCallback] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(mean, logvar) of the latent distribution, each (B, C_lat, n+1, H/8, W/8), for recipes that sample
+        from it (the avatar's reference latent, as released) rather than take its mode. Tiles blend the moments,
+        as the official tiled encoder does."""
+        self._check_video(video)
+        video = video.to(device=self.device, dtype=self.dtype)
+        moments = self._run_tiled(lambda v: self.quant_conv(self.encoder(v)), video, tile, "encode", callback)
+        return moments[:, :self._config.latent_channels], moments[:, self._config.latent_channels:]
+
     def decode(self, z: torch.Tensor, tile: TileArg = None,
                callback: Optional[ProgressCallback] = None) -> torch.Tensor:
         """raw latents (B, C_lat, T, h, w) -> video (B, 3, 4(T-1)+1, 8h, 8w), roughly in [-1, 1].
