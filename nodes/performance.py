@@ -46,7 +46,8 @@ class MemorySettings:
 
 class StepCache:
     DESCRIPTION = ("Skips transformer passes on steps where its output barely changes: TeaCache (threshold 0.1 ≈ 1.6x, "
-                   "0.15 ≈ 2.1x on the released model) or First-Block-Cache. Connect to the sampler's 'step_cache'.")
+                   "0.15 ≈ 2.1x on the released model) or First-Block-Cache; for the avatar model its own frame cache "
+                   "(the release's DeepCache). Connect to the sampler's 'step_cache'.")
     CATEGORY = f"{CATEGORY}/performance"
     RETURN_TYPES = (f"{PREFIX}_STEP_CACHE",)
     RETURN_NAMES = ("step_cache",)
@@ -56,9 +57,15 @@ class StepCache:
     @classmethod
     def INPUT_TYPES(cls):
         return {"required": {
-            "method": (["teacache", "first_block_cache"], tooltip("Which caching rule decides when to skip.",
-                                                                  default="teacache")),
-            "threshold": ("FLOAT", tooltip("Higher skips more steps (faster, less faithful); 0 never skips.",
+            "method": (["teacache", "first_block_cache", "avatar_frame_cache"], tooltip(
+                "Which caching rule decides when to skip. teacache / first_block_cache: text- and image-to-video "
+                "(they refuse the avatar model, whose sampling windows move between steps). avatar_frame_cache: the "
+                "avatar model only, as released (always on there): 30 of 50 steps run the whole model, the others "
+                "only its last block on the cached input of each latent frame (about 1.6x; other step counts scale "
+                "the pattern); a text- or image-to-video sampler given it stops with an error.",
+                default="teacache")),
+            "threshold": ("FLOAT", tooltip("Higher skips more steps (faster, less faithful); 0 never skips. Not used "
+                                           "by avatar_frame_cache (its steps are the release's).",
                                            default=0.15, min=0.0, max=2.0, step=0.01)),
         }}
 

@@ -41,16 +41,28 @@ class MemoryOptions:
                 raise InputError(f"{name} must be one of {allowed}, got {value!r}")
 
 
+# The avatar model's own cache (hyvideo_core.apps.avatar.frame_cache): the release's DeepCache schedule,
+# per latent frame of the avatar sampler's windows. Only the avatar sampler can drive it; the threshold is unused.
+AVATAR_FRAME_CACHE = "avatar_frame_cache"
+STEP_CACHE_METHODS = ("teacache", "first_block_cache", AVATAR_FRAME_CACHE)
+
+
 @dataclass(frozen=True)
 class StepCacheOptions:
-    method: str = "teacache"       # "teacache" | "first_block_cache"
-    threshold: float = 0.15        # 0 disables skipping (bit-identical output)
+    method: str = "teacache"       # "teacache" | "first_block_cache" | "avatar_frame_cache"
+    threshold: float = 0.15        # 0 disables skipping (bit-identical output); unused by the avatar frame cache
 
     def __post_init__(self) -> None:
-        if self.method not in ("teacache", "first_block_cache"):
-            raise InputError(f"step cache method must be 'teacache' or 'first_block_cache', got {self.method!r}")
+        if self.method not in STEP_CACHE_METHODS:
+            raise InputError(f"step cache method must be 'teacache', 'first_block_cache' or '{AVATAR_FRAME_CACHE}' "
+                             f"(avatar models only), got {self.method!r}")
         if self.threshold < 0:
             raise InputError(f"step cache threshold must be >= 0, got {self.threshold}")
+
+    @property
+    def avatar_frame_cache(self) -> bool:
+        """True for the avatar sampler's frame cache (``AvatarOptions(frame_cache=True)``)."""
+        return self.method == AVATAR_FRAME_CACHE
 
 
 @dataclass(frozen=True)
@@ -133,6 +145,11 @@ def step_caching(model, options: Optional[StepCacheOptions], num_steps: int) -> 
     if options is None:
         yield None
         return
+    if options.avatar_frame_cache:
+        raise InputError(f"the step cache method {AVATAR_FRAME_CACHE!r} is the avatar model's frame cache: it follows "
+                         f"the avatar sampler's windows, so it works only when sampling with avatar conditioning "
+                         f"(generate_avatar / AvatarOptions(frame_cache=True)). For text- or image-to-video choose "
+                         f"'teacache' or 'first_block_cache'.")
     from .caching import apply_first_block_cache, apply_teacache
 
     apply = apply_teacache if options.method == "teacache" else apply_first_block_cache

@@ -29,8 +29,9 @@ A batch of 1 in any of them is broadcast to the latents' batch.
 Step caches: ``cache_policy = "never_skip"``. A cache that skips blocks reuses the residual of the
 previous model call; with long audio the sampler moves through shifted windows of latents and audio, so
 the previous call is another window, and the released CFG schedule changes the text, the audio and the
-face-mask strength between steps. The release's own frame-wise cache (DeepCache) is the right tool and
-is planned as an avatar option; the generic caches refuse to skip instead of reusing a stale residual.
+face-mask strength between steps. The release's own frame-wise cache (DeepCache) is the right tool:
+:class:`~hyvideo_core.apps.avatar.frame_cache.FrameCache`, which the avatar sampler drives window by window;
+the generic caches refuse to skip instead of reusing a stale residual.
 """
 from __future__ import annotations
 
