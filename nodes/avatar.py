@@ -20,6 +20,7 @@ class AvatarLatentCondition:
     made with (fps, motion values); the sampler adds its steps, shift, cfg and seed."""
     conditioning: object        # hyvideo_core.apps.avatar.AvatarConditioning
     options: object             # hyvideo_core.apps.avatar.AvatarOptions
+    scaling_factor: float       # of the VAE that scaled the reference latent (the sampler's latents unscale by it)
 
     @property
     def video_frames(self) -> int:
@@ -157,7 +158,7 @@ class AvatarConditioning:
         _, c, _, h, w = cond.ref_latents.shape
         latents = cond.audio_windows.shape[1] // 4 + 1          # the sampler's output latent frames
         empty = torch.zeros(1, c, latents, h, w)
-        latent = {"samples": empty, LATENT_KEY: AvatarLatentCondition(cond, options)}
+        latent = {"samples": empty, LATENT_KEY: AvatarLatentCondition(cond, options, float(vae.scaling_factor))}
         return (Conditioning(cond.positive, cond.negative), latent)
 
 
@@ -173,7 +174,6 @@ def sample_avatar(model, embeds, latent, *, seed, steps, shift, cfg, denoise, st
     from ..hyvideo_core.apps.avatar import AvatarExtension
     from ..hyvideo_core.errors import InputError
     from ..hyvideo_core.model.extension import find_extension
-    from ..hyvideo_core.variants import get_variant
     from .adapters import progress_callback
 
     held = latent.get(LATENT_KEY)
@@ -190,18 +190,17 @@ def sample_avatar(model, embeds, latent, *, seed, steps, shift, cfg, denoise, st
         raise InputError(f"denoise: the avatar sampler starts from pure noise (denoise 1.0), found {denoise}")
     frame_cache = False
     if step_cache is not None:
-        if getattr(step_cache, "method", None) != "frame_cache":
+        if not getattr(step_cache, "avatar_frame_cache", False):
             raise InputError(f"step cache {getattr(step_cache, 'method', step_cache)!r} does not apply to the avatar "
-                             f"model (its windows and guidance change every step); choose the frame cache method, or "
-                             f"disconnect the Step Cache node")
+                             f"model (its windows and guidance change every step); choose the avatar_frame_cache "
+                             f"method, or disconnect the Step Cache node")
         frame_cache = True
     options = replace(held.options, steps=steps, shift=shift, cfg_scale=cfg, seed=seed, frame_cache=frame_cache)
     if embeds.positive is not held.conditioning.positive:
         # the embeds wire may come from another node (e.g. a Text Encode with another prompt)
-        held = AvatarLatentCondition(replace(held.conditioning, positive=embeds.positive,
-                                             negative=embeds.negative or held.conditioning.negative), held.options)
+        held = replace(held, conditioning=replace(held.conditioning, positive=embeds.positive,
+                                                  negative=embeds.negative or held.conditioning.negative))
     from ..hyvideo_core.apps.avatar import sample_avatar_latents
 
     scaled = sample_avatar_latents(model, held.conditioning, options, callback=progress_callback())
-    scaling_factor = get_variant(model.variant).vae.scaling_factor
-    return dict(latent, samples=(scaled / scaling_factor).float().cpu(), **{LATENT_KEY: held})
+    return dict(latent, samples=(scaled / held.scaling_factor).float().cpu(), **{LATENT_KEY: held})

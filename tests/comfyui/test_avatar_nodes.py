@@ -129,3 +129,30 @@ def test_avatar_checkpoint_in_diffusion_models_loads_as_an_avatar_model(comfyui_
                                  "5": {"width": 64, "height": 64, "frames": 9}, "6": {"steps": 2}})
     with pytest.raises(harness.PromptFailed, match="talking-avatar model \\(tiny-avatar\\)"):
         queue_prompt(wf, timeout=300)
+
+
+def test_avatar_workflow_gives_the_engine_recipes_video(comfyui_server, queue_prompt):
+    """The nodes add nothing of their own: the workflow's frames are generate_avatar's on the same inputs, seed
+    and settings (up to H.264 at quality 8)."""
+    import torch
+    from PIL import Image
+
+    from hyvideo_core import load_text_encoders, load_vae
+    from hyvideo_core.apps.avatar import AvatarOptions, generate_avatar, load_whisper
+    from hyvideo_core.toy.avatar import load_toy_avatar, toy_whisper_folder
+    from hyvideo_core.video_io import to_uint8_frames
+
+    wf = api("avatar", **FAST)
+    frames, _ = read_video(saved_video(comfyui_server, queue_prompt(wf, timeout=600)))
+    weights = REPO / "hyvideo_core" / "toy" / "weights"
+    reference = np.asarray(Image.open(SPEECH.with_name("hvs_avatar_reference.png")).convert("RGB"))
+    sampler = wf["6"]["inputs"]
+    options = AvatarOptions(steps=sampler["steps"], shift=sampler["shift"], cfg_scale=sampler["cfg"], seed=0)
+    torch.set_num_threads(1)
+    video = generate_avatar(load_toy_avatar(), load_vae(weights / "vae.safetensors"),
+                            load_text_encoders(weights / "text_encoder", weights / "text_encoder_2"),
+                            load_whisper(toy_whisper_folder()), reference, str(SPEECH), wf["4"]["inputs"]["prompt"],
+                            options)
+    expected = to_uint8_frames(video[0])
+    assert expected.shape == frames.shape
+    assert np.abs(expected.astype(np.int16) - frames.astype(np.int16)).mean() < 3.0
