@@ -162,16 +162,12 @@ class AvatarConditioning:
         return (Conditioning(cond.positive, cond.negative), latent)
 
 
-NODES = {f"{PREFIX}_AudioEncoderLoader": (LoadAudioEncoder, "Load Avatar Audio Encoder (HVS)"),
-         f"{PREFIX}_AvatarConditioning": (AvatarConditioning, "HunyuanVideo Avatar Conditioning (HVS)")}
-
-
 def sample_avatar(model, embeds, latent, *, seed, steps, shift, cfg, denoise, step_cache=None, parallel=None) -> dict:
     """HVS_Sampler's avatar path: the sampler's widgets become AvatarOptions, the recipe samples, and the
     LATENT that comes back (raw VAE space) keeps the condition so the VAE decode can cut to the sound."""
     from dataclasses import replace
 
-    from ..hyvideo_core.apps.avatar import AvatarExtension
+    from ..hyvideo_core.apps.avatar import AvatarExtension, sample_avatar_latents
     from ..hyvideo_core.errors import InputError
     from ..hyvideo_core.model.extension import find_extension
     from .adapters import progress_callback
@@ -200,7 +196,9 @@ def sample_avatar(model, embeds, latent, *, seed, steps, shift, cfg, denoise, st
         # the embeds wire may come from another node (e.g. a Text Encode with another prompt)
         held = replace(held, conditioning=replace(held.conditioning, positive=embeds.positive,
                                                   negative=embeds.negative or held.conditioning.negative))
-    from ..hyvideo_core.apps.avatar import sample_avatar_latents
-
     scaled = sample_avatar_latents(model, held.conditioning, options, callback=progress_callback())
     return dict(latent, samples=(scaled / held.scaling_factor).float().cpu(), **{LATENT_KEY: held})
+
+
+NODES = {f"{PREFIX}_AudioEncoderLoader": (LoadAudioEncoder, "Load Avatar Audio Encoder (HVS)"),
+         f"{PREFIX}_AvatarConditioning": (AvatarConditioning, "HunyuanVideo Avatar Conditioning (HVS)")}
