@@ -46,8 +46,8 @@ class MemorySettings:
 
 class StepCache:
     DESCRIPTION = ("Skips transformer passes on steps where its output barely changes: TeaCache (threshold 0.1 ≈ 1.6x, "
-                   "0.15 ≈ 2.1x on the released model) or First-Block-Cache; for the avatar model its own frame cache "
-                   "(the release's DeepCache). Connect to the sampler's 'step_cache'.")
+                   "0.15 ≈ 2.1x on the released model) or First-Block-Cache; for the avatar model its own frame "
+                   "cache (the release's DeepCache). Connect to the sampler's 'step_cache'.")
     CATEGORY = f"{CATEGORY}/performance"
     RETURN_TYPES = (f"{PREFIX}_STEP_CACHE",)
     RETURN_NAMES = ("step_cache",)

@@ -92,6 +92,19 @@ def test_released_rule_and_its_scaling():
         frame_cache_rule(0)
 
 
+def test_the_cache_follows_the_rule_for_its_step_count(model, run):
+    window = (0, 1, 2, 3, 4)
+    for steps, rule in ((None, frame_cache_computes), (20, frame_cache_rule(20))):
+        with FrameCache(model, steps=steps) as cache:
+            for step in range(20):
+                with cache.at(step, window, "cond"):
+                    run(model, window, 1000.0 - 40 * step)
+            assert cache.stats.decisions == [rule(s) for s in range(20)]
+    with pytest.raises(InputError, match="either computes .* or steps"):
+        FrameCache(model, computes=frame_cache_computes, steps=30)
+    assert model.block_passes == []
+
+
 def test_computing_steps_are_the_uncached_model_bit_for_bit(model, run):
     window = (3, 4, 5, 6, 7)
     plain = [run(model, window, t) for t in (1000.0, 950.0)]

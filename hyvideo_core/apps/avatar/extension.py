@@ -97,7 +97,8 @@ class AvatarExtension(Extension):
             raise InputError(f"the avatar model needs the extras {missing}: ref_latents (B, C, T, H, W) the "
                              f"reference latent, audio_windows (B, 4T-3, {self.avatar.audio_window}, "
                              f"{self.avatar.whisper_layers}, {self.avatar.whisper_dim}) Whisper windows "
-                             f"(zeros for no audio)")
+                             f"(zeros for no audio); make them with hyvideo_core.apps.avatar.prepare_avatar and sample with "
+                             f"sample_avatar_latents (ComfyUI: the Avatar Conditioning node)")
         b, (t, h, w) = img.shape[0], ctx.grid
         ref = self._reference(ctx.extras["ref_latents"], b, ctx.grid, img.device).to(ctx.dtype)
         m = self._modules

@@ -188,8 +188,9 @@ def load_face_detector(path: str | os.PathLike, *, trust_torchscript: Optional[b
             warnings.filterwarnings("ignore", message=".*torch.jit.*deprecated", category=DeprecationWarning)
             program = torch.jit.load(path, map_location=device)
     except Exception as exc:  # noqa: BLE001 - a damaged archive fails anywhere in the loader
-        raise CheckpointError(f"could not load the face detector {path!r} ({_last_line(exc)}): the file is damaged or not "
-                              f"the released det_align/detface.pt; re-download it, or give a MASK instead.") from exc
+        raise CheckpointError(f"could not load the face detector {path!r} ({_last_line(exc)}): the file is damaged "
+                              f"or not the released det_align/detface.pt; re-download it, or give a MASK "
+                              f"instead.") from exc
     program.eval()
     log.info("face detector %s loaded as trusted TorchScript (sha256 %s)", path, _sha256(path))
     return FaceDetector(program, path, device)

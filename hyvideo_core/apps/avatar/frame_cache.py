@@ -91,11 +91,15 @@ class FrameCacheStats:
 class FrameCache:
     """Install on an avatar model for one sampling run; see the module docstring.
 
-    ``computes(step)`` says which steps run the whole model (default: the release's 50-step rule; use
-    :func:`frame_cache_rule` for other step counts). Use as a context manager or call :meth:`close`; an
-    exception inside :meth:`at` removes the cache too."""
+    ``computes(step)`` says which steps run the whole model: default the release's 50-step rule, or with
+    ``steps=N`` :func:`frame_cache_rule` (N) (the same rule at 50). Use as a context manager or call
+    :meth:`close`; an exception inside :meth:`at` removes the cache too."""
 
-    def __init__(self, model, computes: Callable[[int], bool] = frame_cache_computes):
+    def __init__(self, model, computes: Optional[Callable[[int], bool]] = None, *, steps: Optional[int] = None):
+        if computes is None:
+            computes = frame_cache_computes if steps is None else frame_cache_rule(steps)
+        elif steps is not None:
+            raise InputError("frame cache: give either computes (a rule) or steps (the released rule scaled), not both")
         if find_extension(model, AvatarExtension) is None:
             raise InputError("the frame cache is the avatar model's own step cache (it follows the avatar sampler's "
                              "windows); this model has no avatar extension. For text- or image-to-video use the "

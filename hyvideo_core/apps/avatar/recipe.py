@@ -12,6 +12,7 @@ a talking clip exactly as long as the sound.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import numbers
@@ -30,8 +31,10 @@ from ...sampling.schedules import flow_sigmas
 from ...text_encoders.llava_image import as_rgb_image
 from .audio import _step as _audio_step
 from .audio import audio_windows_for
-from .extension import RELEASED_FPS, RELEASED_MOTION_EXP, RELEASED_MOTION_POSE, AvatarExtension
-from .schedule import CfgStep, cfg_step, padded_audio_frames, window_plan
+from .face import face_mask_for
+from .frame_cache import FrameCache
+from .extension import RELEASED_MOTION_EXP, RELEASED_MOTION_POSE, AvatarExtension
+from .schedule import CfgStep, cfg_step, noise_latents, padded_audio_frames, window_plan
 
 log = logging.getLogger(__name__)
 
@@ -134,19 +137,6 @@ def encode_reference(vae, pixels: torch.Tensor, window_latents: int, seed: int,
     return ((mean.float() + std * noise) * vae.scaling_factor).cpu()
 
 
-def _latent_face_mask(mask: Optional[torch.Tensor], height: int, width: int) -> Optional[torch.Tensor]:
-    """A ComfyUI MASK (B, H, W) of any size -> (1, H/8, W/8) 0..1, bilinear as released; the first mask of a batch
-    (the reference is one image). Kept small and private: the face-mask module replaces it."""
-    if mask is None:
-        return None
-    if not isinstance(mask, torch.Tensor) or mask.dim() not in (2, 3) or min(mask.shape) < 1:
-        found = tuple(mask.shape) if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise InputError(f"face_mask: expected a MASK (B, H, W) or (H, W) with values 0..1, found {found}")
-    m = mask.float().reshape(-1, *mask.shape[-2:])[:1, None]
-    m = F.interpolate(m, size=(height // 8, width // 8), mode="bilinear", align_corners=False)
-    return m[:, 0].clamp(0, 1)
-
-
 def _window_latents_for(whisper, window_latents: Optional[int]) -> int:
     """The sampling window the reference latent is made for. Without a model at hand, the avatar variant whose
     Whisper matches this one's width decides (33 for whisper-tiny)."""
@@ -183,6 +173,7 @@ def prepare_avatar(vae, encoders, whisper, image, audio, prompt: str, options: A
     image: (H, W, 3) / (1, H, W, 3) 0..1 tensor (ComfyUI IMAGE) or uint8 numpy; audio: a file path or ComfyUI
     AUDIO dict (silence is valid: the mouth stays at rest; no samples at all is an error); whisper: from
     ``load_whisper``; face_mask: ComfyUI MASK (B, H, W) of any size, None = the whole frame.
+    face_detector: from ``load_face_detector`` (used when no MASK is given).
     ``window_latents``: the model's window (``AvatarConfig.window_latents``); None = the avatar variant whose
     Whisper width matches ``whisper`` (33 for whisper-tiny). ``image_size``: see :func:`avatar_size`."""
     options.check()
@@ -201,10 +192,8 @@ def prepare_avatar(vae, encoders, whisper, image, audio, prompt: str, options: A
     padded = padded_audio_frames(frames, window)
     windows = torch.cat([windows, windows.new_zeros(1, padded - frames, *windows.shape[2:])], dim=1).float().cpu()
 
-    if face_mask is None and face_detector is not None:
-        raise InputError("face_detector: automatic face detection is not available in this build; give a MASK "
-                         "of the face (any size) or none for the whole frame")
-    mask = _latent_face_mask(face_mask, height, width)
+    # a drawn MASK wins, else the detector's largest face x3, else the whole frame (one log line, as released)
+    mask = face_mask_for(image=pixels.permute(1, 2, 0), mask=face_mask, detector=face_detector, size=(height, width))
     text = (RELEASED_PROMPT_PREFIX + prompt) if add_prompt_prefix else prompt
     return AvatarConditioning(positive=_text(encoders, text, pixels), negative=_text(encoders, negative_prompt, pixels),
                               ref_latents=ref_latents, audio_windows=windows, face_mask=mask, video_frames=frames,
@@ -268,54 +257,85 @@ def sample_avatar_latents(model, cond: AvatarConditioning, options: AvatarOption
     ``callback`` gets a :class:`ProgressEvent` after every step; raise ``Interrupted`` from it to stop."""
     ext = _avatar_of(model)
     options.check()
-    if options.frame_cache:
-        raise InputError("frame_cache: the avatar frame cache is not available in this build yet; sample with "
-                         "frame_cache=False")
     a = ext.avatar
     channels = model.config.in_channels
     _check_conditioning(cond, ext, channels)
     device = next(model.parameters()).device
     plan = window_plan(cond.audio_windows.shape[1], a.window_latents, a.window_shift, a.frames_per_latent)
     h, w = cond.ref_latents.shape[-2:]
-    latents = make_noise((1, channels, plan.buffer_latents, h, w), options.seed, device=device)
+    drawn = noise_latents(plan.audio_frames, a.window_latents, a.frames_per_latent)
+    latents = make_noise((1, channels, drawn, h, w), options.seed, device=device)[:, :, :plan.buffer_latents]
     audio = cond.audio_windows.to(device)
     if audio.shape[1] < plan.buffer_audio:   # zero audio past the sound fills the buffer, as released
         audio = torch.cat([audio, audio.new_zeros(1, plan.buffer_audio - audio.shape[1], *audio.shape[2:])], dim=1)
     audio = audio[:, :plan.buffer_audio]
-    zero_audio = audio.new_zeros(1, a.audio_frames(a.window_latents), *audio.shape[2:])
-    fixed = dict(ref_latents=cond.ref_latents.to(device), motion_exp=float(options.motion_exp),
-                 motion_pose=float(options.motion_pose), fps=float(cond.fps))
-    positive = _on(cond.positive, device)
-    negative = _on(cond.negative, device)
-    mask = _unit_mask(cond).to(device)
-    call = model_call(model, None, lambda x: x, dict)
-    sigmas = flow_sigmas(options.steps, options.shift).to(device)
+    run = _WindowedRun(
+        call=model_call(model, None, lambda x: x, dict), plan=plan, options=options,
+        sigmas=flow_sigmas(options.steps, options.shift).to(device), audio=audio,
+        zero_audio=audio.new_zeros(1, a.audio_frames(a.window_latents), *audio.shape[2:]),
+        fixed=dict(ref_latents=cond.ref_latents.to(device), motion_exp=float(options.motion_exp),
+                   motion_pose=float(options.motion_pose), fps=float(cond.fps)),
+        positive=_on(cond.positive, device), negative=_on(cond.negative, device), mask=_unit_mask(cond).to(device),
+        window_dtype=window_dtype,
+        # the release's DeepCache: computing steps record the last single block's input per latent frame; the
+        # sampler tells it each call's step, window frames and branch
+        cache=FrameCache(model, steps=options.steps) if options.frame_cache else None)
+    try:
+        for step in range(options.steps):
+            latents, denoised = run.step(latents, step)
+            report(callback, ProgressEvent("sample", step + 1, options.steps,
+                                           latents=latents[:, :, :plan.output_latents],
+                                           denoised=denoised[:, :, :plan.output_latents]))
+    finally:
+        if run.cache is not None:
+            run.cache.close()
+    return latents[:, :, :plan.output_latents]
 
-    for step in range(options.steps):
-        guide = _guidance(options, step)
-        sigma, sigma_next = sigmas[step], sigmas[step + 1]
-        step_mask = mask * guide.mask_scale
+
+@dataclass
+class _WindowedRun:
+    """What stays fixed over one sampling run, and one denoising step over every window."""
+    call: Any                         # sampling.conditions.ModelCall
+    plan: Any                         # schedule.WindowPlan
+    options: AvatarOptions
+    sigmas: torch.Tensor
+    audio: torch.Tensor               # the circular audio buffer
+    zero_audio: torch.Tensor          # one window of zero audio (the unconditional branch)
+    fixed: dict                       # extras every call gets: reference latent, motion, fps
+    positive: TextCondition
+    negative: TextCondition
+    mask: torch.Tensor                # the face mask at strength 1
+    window_dtype: Optional[torch.dtype]
+    cache: Optional[FrameCache]
+
+    def _at(self, step: int, window, branch: str):
+        return contextlib.nullcontext() if self.cache is None else self.cache.at(step, window.latents, branch)
+
+    def step(self, latents: torch.Tensor, step: int):
+        """(latents, x0 estimate) after denoising step ``step``: one Euler step per window, averaged by visits."""
+        guide = _guidance(self.options, step)
+        sigma, sigma_next = self.sigmas[step], self.sigmas[step + 1]
+        extras = dict(self.fixed, face_mask=self.mask * guide.mask_scale)
+        uncond_text = self.negative if guide.negative_prompt else self.positive
         total, denoised = torch.zeros_like(latents), torch.zeros_like(latents)
-        visits = torch.zeros(plan.buffer_latents, device=device)
-        for window in plan.windows(step):
-            idx = torch.tensor(window.latents, device=device)
+        visits = torch.zeros(latents.shape[2], device=latents.device)
+        for window in self.plan.windows(step):
+            idx = torch.tensor(window.latents, device=latents.device)
             x = latents[:, :, idx]
-            extras = dict(fixed, face_mask=step_mask)
-            v_cond = call(x, sigma, Branch(positive, dict(extras, audio_windows=audio[:, list(window.audio)])))
-            v_uncond = call(x, sigma, Branch(negative if guide.negative_prompt else positive,
-                                             dict(extras, audio_windows=zero_audio)))
+            with self._at(step, window, "cond"):
+                v_cond = self.call(x, sigma, Branch(self.positive,
+                                                    dict(extras, audio_windows=self.audio[:, list(window.audio)])))
+            with self._at(step, window, "uncond"):
+                v_uncond = self.call(x, sigma, Branch(uncond_text, dict(extras, audio_windows=self.zero_audio)))
             v = v_uncond + guide.scale * (v_cond - v_uncond)
             stepped = x + (sigma_next - sigma) * v
-            if window_dtype is not None:
-                stepped = stepped.to(window_dtype).float()
+            if self.window_dtype is not None:
+                stepped = stepped.to(self.window_dtype).float()
             total.index_add_(2, idx, stepped)
             denoised.index_add_(2, idx, x - sigma * v)
-            visits.index_add_(0, idx, torch.ones(len(idx), device=device))
+            visits.index_add_(0, idx, torch.ones(len(idx), device=latents.device))
         visits = visits[None, None, :, None, None]
-        latents = total / visits
-        report(callback, ProgressEvent("sample", step + 1, options.steps, latents=latents[:, :, :plan.output_latents],
-                                       denoised=(denoised / visits)[:, :, :plan.output_latents]))
-    return latents[:, :, :plan.output_latents]
+        return total / visits, denoised / visits
 
 
 def _on(text: TextCondition, device) -> TextCondition:

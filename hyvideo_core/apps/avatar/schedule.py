@@ -78,6 +78,12 @@ def window_plan(audio_frames: int, window: int = WINDOW_LATENTS, shift_step: int
     return WindowPlan(audio_frames, output, buffer_latents, buffer_audio, window, shift_step, frames_per_latent)
 
 
+def noise_latents(audio_frames: int, window: int = WINDOW_LATENTS, frames_per_latent: int = FRAMES_PER_LATENT) -> int:
+    """Latent frames of noise the release draws from the seed: the whole circular buffer, even for a clip of one
+    window, whose sampler then keeps the first ``window`` frames (so the same seed gives the release's noise)."""
+    return (audio_frames // ((window - 1) * frames_per_latent) + 1) * (window - 1) + 1
+
+
 def padded_audio_frames(frames: int, window: int = WINDOW_LATENTS, frames_per_latent: int = FRAMES_PER_LATENT) -> int:
     """Frames after the release pads the Whisper windows: up to one window (129), else 5 zero frames more."""
     one_window = window * frames_per_latent - (frames_per_latent - 1)
