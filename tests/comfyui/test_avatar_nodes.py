@@ -178,3 +178,25 @@ def test_video_length_follows_the_sound_at_either_rate(comfyui_server, queue_pro
     assert video.shape[0] == frames and rate_out == float(fps)
     sound, rate = load_audio_channels(path)
     assert sound.shape == ((2, int(seconds * 48000)) if stereo_48k else (1, int(seconds * 16000)))
+
+
+def test_avatar_frame_cache_from_the_step_cache_node(comfyui_server, queue_prompt):
+    wf = api("avatar", **{"6": {"steps": 4}})
+    wf["13"] = {"class_type": "HVS_StepCache", "inputs": {"method": "avatar_frame_cache", "threshold": 0.0}}
+    wf["6"]["inputs"]["step_cache"] = ["13", 0]
+    frames, _ = read_video(saved_video(comfyui_server, queue_prompt(wf, timeout=600)))
+    assert frames.shape == (40, 64, 64, 3)
+
+
+@pytest.mark.slow
+def test_avatar_frame_cache_skips_steps_at_the_workflows_16_steps(comfyui_server, queue_prompt):
+    """(the scaled release rule runs the whole model at every step below 16 steps; at 16 it skips 4 of them, so
+    the result moves a little away from the uncached one)"""
+    plain = api("avatar", **{"8": {"filename_prefix": "hvs_plain"}})
+    cached = api("avatar", **{"8": {"filename_prefix": "hvs_cached"}})
+    cached["13"] = {"class_type": "HVS_StepCache", "inputs": {"method": "avatar_frame_cache", "threshold": 0.0}}
+    cached["6"]["inputs"]["step_cache"] = ["13", 0]
+    a, _ = read_video(saved_video(comfyui_server, queue_prompt(plain, timeout=900)))
+    b, _ = read_video(saved_video(comfyui_server, queue_prompt(cached, timeout=900)))
+    diff = np.abs(a.astype(np.int16) - b.astype(np.int16)).mean()
+    assert 0 < diff < 40, diff
