@@ -196,8 +196,8 @@ def write_mp4(frames: Frames, path: str | os.PathLike, fps: float = 24.0, qualit
     ``metadata`` (e.g. prompt and workflow, any size) is stored as JSON in the container's ``comment``
     tag; :func:`read_metadata` reads it back. ``audio`` = (samples (channels, N) float32 in [-1, 1],
     sample_rate) adds an AAC sound track in the same ffmpeg run, cut or padded with silence to the
-    video's duration (an array of frames is fitted exactly here; for a stream of frames ffmpeg pads
-    and stops the sound with the video). Nothing appears at ``path`` unless the whole video was
+    video's duration (a stream of frames is then gathered in memory first, to know that duration).
+    Nothing appears at ``path`` unless the whole video was
     written; a failure raises (InputError for bad frames or sound, OutputWriteError for a full disk or
     a read-only folder) and leaves no file and no ffmpeg process behind."""
     import imageio_ffmpeg
@@ -221,8 +221,12 @@ def write_mp4(frames: Frames, path: str | os.PathLike, fps: float = 24.0, qualit
     sound = b""
     if audio is not None:
         samples, sample_rate = _check_audio(audio)
-        if isinstance(frames, np.ndarray):
-            samples = fit_audio_to_video(samples, sample_rate, frames.shape[0], fps)
+        if not isinstance(frames, np.ndarray):
+            # the sound is fitted to the video's length before ffmpeg starts (its -shortest overshoots by up to
+            # a second when the sound is ready long before the frames), so a stream of frames is gathered first
+            frames = np.stack([first, *(_check_frame(f, first.shape) for f in rest)])
+            first, rest = frames[0], iter(frames[1:])
+        samples = fit_audio_to_video(samples, sample_rate, frames.shape[0], fps)
         sound = np.ascontiguousarray(samples.T, dtype="<f4")        # interleaved, as ffmpeg's f32le wants
     rate = str(Fraction(fps).limit_denominator(1_000_000))
     with atomic_stream(path) as out, _file_for_child(meta) as (meta_path, meta_fds), \
@@ -239,8 +243,6 @@ def write_mp4(frames: Frames, path: str | os.PathLike, fps: float = 24.0, qualit
             maps += ["-map", f"{2 if metadata else 1}:a", "-c:a", "aac", "-b:a", "192k"]
             if sample_rate not in AAC_SAMPLE_RATES:
                 maps += ["-ar", "48000"]
-            if not isinstance(frames, np.ndarray):      # duration unknown until the last frame: ffmpeg fits it
-                maps += ["-af", "apad", "-shortest"]
         else:
             maps += ["-an"]
         cmd += maps + ["-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int((1 - quality / 10) * 51)),

@@ -34,14 +34,25 @@ def test_failing_frames_leave_no_muxed_file(tmp_path, exc):
 
 
 def test_killed_ffmpeg_while_muxing_is_a_clear_error(tmp_path):
-    def frames():
-        for i in range(400):
-            if i == 50:
-                for p in ffmpeg_children():
-                    os.kill(p.pid, signal.SIGKILL)
-            yield np.full((64, 64, 3), i % 255, np.uint8)
+    import imageio_ffmpeg
 
-    with pytest.raises(OutputWriteError, match="ffmpeg"):
-        write_mp4(frames(), tmp_path / "video.mp4", fps=25, audio=SOUND)
+    imageio_ffmpeg.get_ffmpeg_exe()      # its one-time `ffmpeg -version` probe must not be the process killed
+    frames = np.random.default_rng(1).integers(0, 255, (600, 128, 128, 3), dtype=np.uint8)
+    killed = []
+
+    def kill_ffmpeg_once_it_runs():
+        if wait_until(lambda: bool(ffmpeg_children()), 20):
+            for p in ffmpeg_children():
+                os.kill(p.pid, signal.SIGKILL)
+                killed.append(p.pid)
+
+    killer = threading.Thread(target=kill_ffmpeg_once_it_runs)
+    killer.start()
+    try:
+        with pytest.raises(OutputWriteError, match="ffmpeg"):
+            write_mp4(frames, tmp_path / "video.mp4", fps=25, audio=(np.zeros((2, 48000 * 24), np.float32), 48000))
+    finally:
+        killer.join()
+    assert killed
     assert list(tmp_path.iterdir()) == []
     assert wait_until(lambda: not ffmpeg_children(), 5), ffmpeg_children()
