@@ -17,6 +17,7 @@ from typing import Any, Optional
 import torch
 import torch.nn.functional as F
 
+from ...errors import InputError
 from ...text_encoders.api import PromptEmbeds, _tokenize_clip, encode_prompt
 from ...text_encoders.llava_image import LlavaImageEncoder, as_rgb_image, has_vision_tower, load_image_encoder
 from ...text_encoders.templates import resolve_template
@@ -57,6 +58,8 @@ def encode_avatar_prompt(encoders: Any, prompt: str, image: Optional[Any] = None
                          max_length: int = MAX_LENGTH) -> PromptEmbeds:
     """PromptEmbeds of one prompt for the avatar model: with the reference's image tokens when ``encoders`` has a
     LLaVA vision tower and ``image`` is given, else the plain text-to-video encoding."""
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 2:
+        raise InputError(f"max_text_tokens: expected a whole number >= 2 (256 as released), found {max_length!r}")
     vision = vision_tower_of(encoders) if image is not None else None
     if vision is None:
         return encode_prompt(encoders, prompt, template="video", max_length=max_length)

@@ -83,7 +83,7 @@ class AvatarConditioning:
     negative: TextCondition           # the negative prompt's
     ref_latents: torch.Tensor         # (1, C, window_latents, h, w) scaled latents of the reference repeated
     audio_windows: torch.Tensor       # (1, n, audio_window, whisper_layers, whisper_dim), n = padded frames
-    face_mask: Optional[torch.Tensor]  # (1, H/8, W/8) 0..1 at latent resolution, None = whole frame
+    face_mask: Optional[torch.Tensor]  # (1, H/8, W/8) 0..1 at latent resolution (None, like ones: whole frame)
     video_frames: int                 # frames of the output (audio length at fps), the cut
     fps: float
     height: int
@@ -157,25 +157,27 @@ def _window_latents_for(whisper, window_latents: Optional[int]) -> int:
                      f"{sorted(windows)}; pass window_latents= (the model's AvatarConfig.window_latents)")
 
 
-def _text(encoders, prompt: str, image: Optional[torch.Tensor]) -> TextCondition:
+def _text(encoders, prompt: str, image: Optional[torch.Tensor], max_length: int) -> TextCondition:
     from .prompt import encode_avatar_prompt
 
-    embeds = encode_avatar_prompt(encoders, prompt, image)
+    embeds = encode_avatar_prompt(encoders, prompt, image, max_length=max_length)
     return TextCondition(embeds.text_states, embeds.text_mask, embeds.text_states_2)
 
 
 def prepare_avatar(vae, encoders, whisper, image, audio, prompt: str, options: AvatarOptions = AvatarOptions(), *,
                    negative_prompt: str = RELEASED_NEGATIVE_PROMPT, face_mask=None, face_detector=None,
                    add_prompt_prefix: bool = True, image_size: Optional[int] = RELEASED_IMAGE_SIZE,
-                   window_latents: Optional[int] = None) -> AvatarConditioning:
+                   window_latents: Optional[int] = None, max_text_tokens: int = 256) -> AvatarConditioning:
     """The conditioning of one clip.
 
     image: (H, W, 3) / (1, H, W, 3) 0..1 tensor (ComfyUI IMAGE) or uint8 numpy; audio: a file path or ComfyUI
     AUDIO dict (silence is valid: the mouth stays at rest; no samples at all is an error); whisper: from
-    ``load_whisper``; face_mask: ComfyUI MASK (B, H, W) of any size, None = the whole frame.
-    face_detector: from ``load_face_detector`` (used when no MASK is given).
+    ``load_whisper``; face_mask: ComfyUI MASK (1, H, W) of any size; face_detector: from ``load_face_detector``
+    (used when no MASK is given); neither: the whole frame (one log line, as the release does without a face).
     ``window_latents``: the model's window (``AvatarConfig.window_latents``); None = the avatar variant whose
-    Whisper width matches ``whisper`` (33 for whisper-tiny). ``image_size``: see :func:`avatar_size`."""
+    Whisper width matches ``whisper`` (33 for whisper-tiny). ``image_size``: see :func:`avatar_size`.
+    ``max_text_tokens``: LLM tokens kept after the template (256 as released; the toy avatar was trained with 32,
+    and fewer tokens make each model call cheaper)."""
     options.check()
     if audio is None:
         raise InputError("audio: the avatar needs a sound (a file path or a ComfyUI AUDIO); none was given. For a "
@@ -183,21 +185,21 @@ def prepare_avatar(vae, encoders, whisper, image, audio, prompt: str, options: A
     if not isinstance(prompt, str):
         raise InputError(f"prompt: expected a string, found {type(prompt).__name__}")
     window = _window_latents_for(whisper, window_latents)
+    # the cheap inputs first, so that a bad sound, image or mask is reported before the reference is encoded
     pixels = _fit_reference(image, image_size)
     height, width = pixels.shape[1:]
-    ref_latents = encode_reference(vae, pixels, window, options.seed)
-
     windows = audio_windows_for(audio, whisper, options.fps, video_frames=options.frames)
     frames = windows.shape[1]
     padded = padded_audio_frames(frames, window)
     windows = torch.cat([windows, windows.new_zeros(1, padded - frames, *windows.shape[2:])], dim=1).float().cpu()
-
     # a drawn MASK wins, else the detector's largest face x3, else the whole frame (one log line, as released)
     mask = face_mask_for(image=pixels.permute(1, 2, 0), mask=face_mask, detector=face_detector, size=(height, width))
+
     text = (RELEASED_PROMPT_PREFIX + prompt) if add_prompt_prefix else prompt
-    return AvatarConditioning(positive=_text(encoders, text, pixels), negative=_text(encoders, negative_prompt, pixels),
-                              ref_latents=ref_latents, audio_windows=windows, face_mask=mask, video_frames=frames,
-                              fps=float(options.fps), height=height, width=width)
+    return AvatarConditioning(positive=_text(encoders, text, pixels, max_text_tokens),
+                              negative=_text(encoders, negative_prompt, pixels, max_text_tokens),
+                              ref_latents=encode_reference(vae, pixels, window, options.seed), audio_windows=windows,
+                              face_mask=mask, video_frames=frames, fps=float(options.fps), height=height, width=width)
 
 
 # --------------------------------------------------------------------------------------------
@@ -338,7 +340,10 @@ class _WindowedRun:
         return total / visits, denoised / visits
 
 
-def _on(text: TextCondition, device) -> TextCondition:
+def _on(text, device) -> TextCondition:
+    """A TextCondition (or PromptEmbeds, e.g. from another text node, or a triple) on ``device``."""
+    if hasattr(text, "text_states"):
+        text = TextCondition(text.text_states, text.text_mask, text.text_states_2)
     text = TextCondition.of(text)
     return TextCondition(text.states.to(device), None if text.mask is None else text.mask.to(device),
                          text.pooled.to(device))
