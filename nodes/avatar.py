@@ -12,6 +12,7 @@ EMBEDDED_TOY_WHISPER = "[embedded] toy whisper"
 AUDIO_ENCODERS = "audio_encoders"          # ComfyUI's models/audio_encoders (registered here on older releases)
 LATENT_KEY = "hvs_avatar_condition"
 FPS_CHOICES = {"25": 25.0, "12.5": 12.5}
+GUIDANCE = {"released schedule": True, "plain cfg": False}      # -> AvatarOptions.released_schedule
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,8 @@ class AvatarConditioning:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..hyvideo_core.apps.avatar.recipe import RELEASED_NEGATIVE_PROMPT
+
         return {"required": {
             "text_encoders": (f"{PREFIX}_TEXT_ENCODERS", tooltip("From Load HunyuanVideo Text Encoders.")),
             "vae": (f"{PREFIX}_VAE", tooltip("From Load HunyuanVideo VAE.")),
@@ -138,23 +141,40 @@ class AvatarConditioning:
                                     default=0, min=0, max=2**63 - 1)),
         }, "optional": {
             "mask": ("MASK", tooltip("Optional face mask (any size, resized): where the audio may move the picture. "
-                                     "Without one the face detector file is used if present, else the whole "
-                                     "frame.")),
+                                     "Without one the whole frame (one log line), as released.")),
+            "negative_prompt": ("STRING", tooltip("The negative prompt of the guidance (the release's by default).",
+                                                  multiline=True, default=RELEASED_NEGATIVE_PROMPT)),
+            "prompt_prefix": ("BOOLEAN", tooltip("Put the release's prefix 'Authentic, Realistic, Natural, "
+                                                 "High-quality, Lens-Fixed, ' before the prompt.", default=True)),
+            "text_tokens": ("INT", tooltip("LLM tokens kept after the prompt template (256 released; the toy avatar "
+                                           "was trained with 32).", default=256, min=2, max=1024)),
+            "guidance": (list(GUIDANCE), tooltip(
+                "released schedule: the release's CFG (text+audio, then audio only; decaying scales from the "
+                "sampler's cfg). plain cfg: the sampler's cfg against the negative prompt without sound at every "
+                "step (how the toy avatar was trained).", default="released schedule")),
         }}
 
     def condition(self, text_encoders, vae, audio_encoder, image, audio, prompt, motion_intensity, head_motion, fps,
-                  seed, mask=None):
+                  seed, mask=None, negative_prompt=None, prompt_prefix=True, text_tokens=256,
+                  guidance="released schedule"):
         import torch
 
         from ..hyvideo_core.apps.avatar import AvatarOptions, prepare_avatar
+        from ..hyvideo_core.apps.avatar.recipe import RELEASED_NEGATIVE_PROMPT
         from ..hyvideo_core.errors import InputError
         from .text import Conditioning
 
+        if negative_prompt is None:
+            negative_prompt = RELEASED_NEGATIVE_PROMPT
         if fps not in FPS_CHOICES:
             raise InputError(f"fps: expected one of {list(FPS_CHOICES)}, found {fps!r}")
+        if guidance not in GUIDANCE:
+            raise InputError(f"guidance: expected one of {list(GUIDANCE)}, found {guidance!r}")
         options = AvatarOptions(seed=seed, fps=FPS_CHOICES[fps], motion_exp=float(motion_intensity),
-                                motion_pose=float(head_motion))
-        cond = prepare_avatar(vae, text_encoders, audio_encoder, image, audio, prompt, options, face_mask=mask)
+                                motion_pose=float(head_motion), released_schedule=GUIDANCE[guidance])
+        cond = prepare_avatar(vae, text_encoders, audio_encoder, image, audio, prompt, options, face_mask=mask,
+                              negative_prompt=negative_prompt, add_prompt_prefix=bool(prompt_prefix),
+                              max_text_tokens=int(text_tokens))
         _, c, _, h, w = cond.ref_latents.shape
         latents = cond.audio_windows.shape[1] // 4 + 1          # the sampler's output latent frames
         empty = torch.zeros(1, c, latents, h, w)

@@ -44,9 +44,12 @@ NOTES = {
         "input folder. The embedded toy avatar (the toy world's shape whose size follows the loudness) with its toy "
         "Whisper runs on the CPU; the video is as long as the sound (40 frames at 25 fps, sampled in windows) and "
         "Save Video muxes the sound as AAC. motion_intensity / head_motion are the release's fixed 30 / 25: lower "
-        "them for calmer motion. For HunyuanVideo-Avatar: its transformer (mp_rank_00_model_states.pt or a "
+        "them for calmer motion. The toy avatar was trained without the release's prompt prefix and negative prompt, "
+        "with 32 text tokens and plain CFG, which the conditioning's last four settings give. For HunyuanVideo-Avatar: "
+        "its transformer (mp_rank_00_model_states.pt or a "
         "safetensors conversion) in models/diffusion_models, whisper-tiny in models/audio_encoders, the HunyuanVideo "
-        "VAE and text encoders, a portrait as reference, steps 50, shift 5, cfg 7.5, fps 25."),
+        "VAE and text encoders, a portrait as reference, the conditioning's defaults (released negative prompt and "
+        "prefix, 256 tokens, released schedule), steps 50, shift 5, cfg 7.5, fps 25."),
 }
 
 TOY = "[embedded] toy world"
@@ -127,7 +130,8 @@ GRAPHS = {
         20: ("HVS_LoadAudio", {}, ["hvs_avatar_speech.wav"], [("audio", "AUDIO")], (1, 4)),
         4: ("HVS_AvatarConditioning",
             {"text_encoders": (3, 0), "vae": (2, 0), "audio_encoder": (19, 0), "image": (10, 0), "audio": (20, 0)},
-            ["a yellow circle changes size on a light background", 30.0, 25.0, "25", 0, "fixed"],
+            ["a yellow circle changes size on a light background", 30.0, 25.0, "25", 0, "fixed", "", False, 32,
+             "plain cfg"],
             [("embeds", "HVS_EMBEDS"), ("latent", "LATENT")], (1, 2)),
         6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (4, 1)},
             [0, "fixed", 16, 3.0, 6.0, 4.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
@@ -174,7 +178,8 @@ WIDGETS = {
     "HVS_LoadLoRA": ["lora_name", "strength"],
     "HVS_AudioEncoderLoader": ["encoder_name"],
     "HVS_LoadAudio": ["audio"],
-    "HVS_AvatarConditioning": ["prompt", "motion_intensity", "head_motion", "fps", "seed", None],
+    "HVS_AvatarConditioning": ["prompt", "motion_intensity", "head_motion", "fps", "seed", None, "negative_prompt",
+                               "prompt_prefix", "text_tokens", "guidance"],
     "PreviewImage": [],
 }
 

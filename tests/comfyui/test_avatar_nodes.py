@@ -145,13 +145,15 @@ def test_avatar_workflow_gives_the_engine_recipes_video(comfyui_server, queue_pr
     frames, _ = read_video(saved_video(comfyui_server, queue_prompt(wf, timeout=600)))
     weights = REPO / "hyvideo_core" / "toy" / "weights"
     reference = np.asarray(Image.open(SPEECH.with_name("hvs_avatar_reference.png")).convert("RGB"))
-    sampler = wf["6"]["inputs"]
-    options = AvatarOptions(steps=sampler["steps"], shift=sampler["shift"], cfg_scale=sampler["cfg"], seed=0)
+    sampler, cond = wf["6"]["inputs"], wf["4"]["inputs"]
+    options = AvatarOptions(steps=sampler["steps"], shift=sampler["shift"], cfg_scale=sampler["cfg"], seed=0,
+                            released_schedule=cond["guidance"] == "released schedule")
     torch.set_num_threads(1)
     video = generate_avatar(load_toy_avatar(), load_vae(weights / "vae.safetensors"),
                             load_text_encoders(weights / "text_encoder", weights / "text_encoder_2"),
-                            load_whisper(toy_whisper_folder()), reference, str(SPEECH), wf["4"]["inputs"]["prompt"],
-                            options)
+                            load_whisper(toy_whisper_folder()), reference, str(SPEECH), cond["prompt"], options,
+                            negative_prompt=cond["negative_prompt"], add_prompt_prefix=cond["prompt_prefix"],
+                            max_text_tokens=cond["text_tokens"])
     expected = to_uint8_frames(video[0])
     assert expected.shape == frames.shape
     assert np.abs(expected.astype(np.int16) - frames.astype(np.int16)).mean() < 3.0
