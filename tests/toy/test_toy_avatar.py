@@ -55,3 +55,33 @@ def test_load_toy_avatar_names_missing_files(tmp_path):
         load_toy_avatar(tmp_path)
     with pytest.raises(InputError, match="toy Whisper folder"):
         toy_whisper_folder(tmp_path)
+
+
+def test_shipped_toy_avatar_keeps_its_lip_sync():
+    """Regression floor on 4 held-out pairs (the engine's plain CFG sampler with extras): the shape's size follows
+    the real sound well above the shuffled-sound baseline, in time, and stays the reference's shape and colour.
+    bench/toy_avatar.md has the 50-pair measurement."""
+    from hyvideo_core.toy import avatar_eval
+
+    kit = avatar_eval.load_kit()
+    result = avatar_eval.evaluate_avatar(kit, pairs=4, conditions=("real", "shuffled"), sampler="plain")
+    real, shuffled = result["summaries"]["real"], result["summaries"]["shuffled"]
+    assert real.sync_mean >= 0.5, real
+    assert real.sync_mean - shuffled.sync_mean >= 0.3, (real, shuffled)
+    assert real.offset_within_1 >= 0.75, real
+    assert real.identity >= 0.5, real
+    assert real.still_outside < real.still_inside, real
+
+
+def test_toy_vae_posterior_is_a_point():
+    """The toy VAE is a deterministic autoencoder: a recipe that samples its posterior (the avatar's reference
+    latent, as released) must get the mean it was trained on, not the untrained logvar's noise (std ~1.2 before)."""
+    from hyvideo_core.toy.talking import HELDOUT_SEED, talking_clip
+    from hyvideo_core.vae import load_vae
+
+    vae = load_vae(WEIGHTS / "vae.safetensors")
+    x = talking_clip(HELDOUT_SEED, 0).tensor()[None]
+    with torch.no_grad():
+        mean, logvar = vae.encode_moments(x, tile=False)
+        assert torch.equal(mean, vae.encode(x, tile=False))
+    assert float(torch.exp(0.5 * logvar).max()) < 1e-5
