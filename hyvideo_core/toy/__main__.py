@@ -129,17 +129,28 @@ def claims(args) -> int:
 def avatar(args) -> int:
     from . import avatar_eval
 
-    kit = avatar_eval.load_kit(Path(args.weights))
+    command = (f"python -m hyvideo_core.toy avatar --pairs {args.pairs} --steps {args.steps} --guidance "
+               f"{args.guidance:g} --sampler {args.sampler} --out {args.out}")
     t0 = time.time()
-    result = avatar_eval.evaluate_avatar(kit, pairs=args.pairs, steps=args.steps, cfg=args.guidance,
-                                         progress=lambda i, n: print(f"pair {i}/{n}", file=sys.stderr, flush=True))
-    minutes = (time.time() - t0) / 60
-    command = f"python -m hyvideo_core.toy avatar --pairs {args.pairs} --steps {args.steps} --guidance {args.guidance:g}"
+    if args.merge:     # shards written with --shard K/N --out part_K.md, joined into one results file
+        parts = [json.loads(Path(p).read_text()) for p in args.merge]
+        result = avatar_eval.merge(parts)
+        minutes = sum(p["minutes"] for p in parts)
+        command = " ; ".join(p["command"] for p in parts) + f" ; then --merge into {args.out}"
+    else:
+        k, n = (int(v) for v in args.shard.split("/"))
+        kit = avatar_eval.load_kit(Path(args.weights))
+        result = avatar_eval.evaluate_avatar(
+            kit, pairs=args.pairs, steps=args.steps, cfg=args.guidance, sampler=args.sampler, shard=(k, n),
+            progress=lambda i, n: print(f"pair {i}/{n}", file=sys.stderr, flush=True))
+        minutes = (time.time() - t0) / 60
+        if n > 1:
+            command += f" --shard {k}/{n}"
     text = avatar_eval.markdown(result, command, minutes, torch.get_num_threads())
     out = Path(args.out)
     atomic_write_text(out, text)
-    atomic_write_text(out.with_suffix(".json"), json.dumps(dict(avatar_eval.as_json(result), command=command),
-                                                          indent=1) + "\n")
+    atomic_write_text(out.with_suffix(".json"), json.dumps(dict(avatar_eval.as_json(result), command=command,
+                                                               minutes=round(minutes, 2)), indent=1) + "\n")
     print(text)
     print(f"wrote {out}")
     return 0
@@ -170,6 +181,10 @@ def main(argv=None) -> int:
     av.add_argument("--pairs", type=int, default=50, help="held-out reference/sound pairs")
     av.add_argument("--steps", type=int, default=16)
     av.add_argument("--out", default="bench/toy_avatar.md")
+    av.add_argument("--sampler", choices=["recipe", "plain"], default="recipe",
+                    help="recipe: hyvideo_core.apps.avatar.generate_avatar; plain: the engine's sample with extras")
+    av.add_argument("--shard", default="0/1", help="K/N: only pairs i with i %% N == K (run N processes, then --merge)")
+    av.add_argument("--merge", nargs="+", default=None, help="join the .json files of --shard runs into --out")
     for a in (r, c, av):
         a.add_argument("--weights", default=str(WEIGHTS))
         a.add_argument("--guidance", type=float, default=4.0)

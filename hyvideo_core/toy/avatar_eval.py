@@ -21,9 +21,11 @@ Measured from pixels, per clip (pure image analysis, like :mod:`hyvideo_core.toy
                the reference's.
 ``stillness``  mean absolute difference of consecutive frames (0-255 scale) outside the face box, and inside.
 
-Generation: one 5-latent window (the whole 17-frame clip) with plain CFG at ``cfg`` between (caption + sound)
-and (empty caption + zero windows), 16 Euler steps at shift 3, the reference latent encoded from the reference
-repeated over the clip, the face box as the face mask at latent resolution.
+Generation (``sampler``): ``"recipe"`` (default) runs the avatar recipe, ``generate_avatar`` with
+``released_schedule=False``; ``"plain"`` is the engine's ``sample`` with the extras. Either way one 5-latent window
+(the whole 17-frame clip), plain CFG at ``cfg`` between (caption + sound) and (empty caption + zero windows),
+16 Euler steps at shift 3, the reference latent from the reference repeated over the clip, the face box as the
+face mask.
 """
 from __future__ import annotations
 
@@ -186,6 +188,25 @@ def generate(kit: ToyAvatarKit, clip: TalkingClip, audio: np.ndarray, seed: int,
     return to_uint8(kit.vae.decode(z / kit.vae.scaling_factor, tile=False).float())
 
 
+@torch.no_grad()
+def generate_with_recipe(kit: ToyAvatarKit, clip: TalkingClip, audio: np.ndarray, seed: int, steps: int = 16,
+                         shift: float = 3.0, cfg: float = 4.0) -> np.ndarray:
+    """The same clip through the avatar recipe (``hyvideo_core.apps.avatar.generate_avatar``): plain CFG against
+    the empty caption with zero audio, no released prompt prefix, 32 text tokens, the face box as a MASK; the
+    recipe draws the reference latent from the VAE posterior (seeded) where :func:`generate` takes its mean."""
+    from ..apps.avatar import AvatarOptions, generate_avatar
+
+    sound = {"waveform": torch.from_numpy(np.asarray(audio, np.float32))[None, None], "sample_rate": 16000}
+    options = AvatarOptions(steps=steps, shift=shift, cfg_scale=cfg, seed=seed, released_schedule=False)
+    video = generate_avatar(kit.transformer, kit.vae, kit.encoders, kit.whisper, clip.reference, sound, clip.caption,
+                            options, negative_prompt="", add_prompt_prefix=False, max_text_tokens=32,
+                            face_mask=torch.from_numpy(clip.face_mask())[None], tile=False)
+    return to_uint8(video)
+
+
+SAMPLERS = {"recipe": generate_with_recipe, "plain": generate}
+
+
 # -- the yardstick -------------------------------------------------------------------------------------
 
 
@@ -232,23 +253,41 @@ def ground_truth_summary(clips: Sequence[TalkingClip]) -> ConditionSummary:
 
 
 def evaluate_avatar(kit: ToyAvatarKit, pairs: int = 50, seed: int = HELDOUT_SEED, steps: int = 16,
-                    cfg: float = 4.0, conditions: Sequence[str] = CONDITIONS, progress=None) -> dict:
-    """Measure ``pairs`` held-out pairs under each condition; returns per-clip measures and summaries."""
+                    cfg: float = 4.0, conditions: Sequence[str] = CONDITIONS, progress=None,
+                    sampler: str = "recipe", shard: tuple = (0, 1)) -> dict:
+    """Measure ``pairs`` held-out pairs under each condition; returns per-clip measures and summaries.
+    ``shard`` (k, n): only pairs i with i % n == k (several processes share the work; :func:`merge` joins them)."""
     clips = heldout_pairs(pairs, seed)
     silence = np.zeros_like(clips[0].audio)
     measures: List[ClipMeasure] = []
     t0 = time.perf_counter()
     for i, clip in enumerate(clips):
+        if i % shard[1] != shard[0]:
+            continue
         for cond in conditions:
             audio = {"real": clip.audio, "shuffled": clips[(i + 1) % pairs].audio, "silent": silence}[cond]
-            frames = generate(kit, clip, audio, seed=i, steps=steps, cfg=cfg)
+            frames = SAMPLERS[sampler](kit, clip, audio, seed=i, steps=steps, cfg=cfg)
             measures.append(measure(frames, clip, cond, i))
         if progress is not None:
             progress(i + 1, pairs)
-    seconds = (time.perf_counter() - t0) / max(1, pairs * len(conditions))
+    seconds = (time.perf_counter() - t0) / max(1, len(measures))
     summaries = {c: summarise(measures, c) for c in conditions}
-    return {"summaries": summaries, "measures": measures, "seconds_per_clip": seconds,
-            "ground_truth": ground_truth_summary(clips)}
+    return {"summaries": summaries, "measures": measures, "seconds_per_clip": seconds, "sampler": sampler,
+            "ground_truth": ground_truth_summary([c for i, c in enumerate(clips) if i % shard[1] == shard[0]])}
+
+
+def merge(parts: Sequence[dict]) -> dict:
+    """One result from the shards' :func:`as_json` records (of the same run settings)."""
+    measures = [ClipMeasure(**m) for p in parts for m in p["measures"]]
+    conditions = list(parts[0]["summaries"])
+    data = [ConditionSummary(**p["ground_truth"]) for p in parts]
+    weights = [d.n for d in data]
+    ground = ConditionSummary("data", sum(weights), *[
+        float(np.average([getattr(d, f) for d in data], weights=weights)) for f in
+        ("sync_mean", "sync_median", "offset_within_1", "identity", "still_outside", "still_inside", "openness_std")])
+    return {"summaries": {c: summarise(measures, c) for c in conditions}, "measures": measures,
+            "seconds_per_clip": float(np.mean([p["seconds_per_clip"] for p in parts])),
+            "sampler": parts[0]["sampler"], "ground_truth": ground}
 
 
 TARGETS = {"sync": 0.6, "sync_above_shuffled": 0.4, "offset_within_1": 0.8, "identity": 0.9}
@@ -266,7 +305,7 @@ def as_json(result: dict) -> dict:
     return {"summaries": {k: asdict(v) for k, v in result["summaries"].items()},
             "ground_truth": asdict(result["ground_truth"]),
             "verdicts": verdicts(result["summaries"]),
-            "seconds_per_clip": round(result["seconds_per_clip"], 3),
+            "seconds_per_clip": round(result["seconds_per_clip"], 3), "sampler": result.get("sampler"),
             "measures": [asdict(m) for m in result["measures"]]}
 
 
@@ -280,8 +319,9 @@ def markdown(result: dict, command: str, minutes: float, threads: int) -> str:
         f"`hyvideo_core/toy/weights` (toy teacher backbone + `avatar.safetensors`, toy Whisper `whisper/`).",
         f"{s['real'].n} held-out pairs (the first talking clips of seed {HELDOUT_SEED} with a syllable in view; "
         f"never trained on: training uses seed 1401); per pair three clips from the same noise: the real sound, the next pair's sound "
-        f"(shuffled), silence. 16 steps, shift 3, plain CFG 4 (caption + sound vs empty + zero windows), one "
-        f"5-latent window.",
+        f"(shuffled), silence. 16 steps, shift 3, plain CFG 4 (caption + sound vs empty caption + zero windows), one "
+        f"5-latent window; sampler: "
+        f"{'the avatar recipe (generate_avatar)' if result.get('sampler') == 'recipe' else 'plain CFG (sample)'}.",
         "Sync = Pearson r of the shape's area per frame with the *real* sound's loudness at the frame times; offset = "
         "best lag in [-4, 4] frames; identity = colour and shape class found equal the reference's; stillness = "
         "mean |frame difference| (0-255) outside / inside the face box. See hyvideo_core/toy/avatar_eval.py.",

@@ -55,3 +55,19 @@ def test_load_toy_avatar_names_missing_files(tmp_path):
         load_toy_avatar(tmp_path)
     with pytest.raises(InputError, match="toy Whisper folder"):
         toy_whisper_folder(tmp_path)
+
+
+def test_shipped_toy_avatar_keeps_its_lip_sync():
+    """Regression floor on 4 held-out pairs (the engine's plain CFG sampler with extras): the shape's size follows
+    the real sound well above the shuffled-sound baseline, in time, and stays the reference's shape and colour.
+    bench/toy_avatar.md has the 50-pair measurement."""
+    from hyvideo_core.toy import avatar_eval
+
+    kit = avatar_eval.load_kit()
+    result = avatar_eval.evaluate_avatar(kit, pairs=4, conditions=("real", "shuffled"), sampler="plain")
+    real, shuffled = result["summaries"]["real"], result["summaries"]["shuffled"]
+    assert real.sync_mean >= 0.5, real
+    assert real.sync_mean - shuffled.sync_mean >= 0.3, (real, shuffled)
+    assert real.offset_within_1 >= 0.75, real
+    assert real.identity >= 0.5, real
+    assert real.still_outside < real.still_inside, real
