@@ -156,3 +156,11 @@ def test_generate_avatar_reports_progress(demo, whisper8, model):
                             "a person talks", AvatarOptions(steps=3, seed=4), callback=events.append, tile=False)
     assert video.shape == (1, 3, 15, 64, 64)
     assert [e.step for e in events if e.stage == "sample"] == [1, 2, 3]
+
+
+def test_vae_moments_mean_is_the_encode_mode(demo):
+    vae = demo["vae"]
+    clip = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    mean, logvar = vae.encode_moments(clip, tile=False)
+    assert mean.shape == logvar.shape == (1, 4, 3, 4, 4)
+    torch.testing.assert_close(mean, vae.encode(clip, tile=False))
