@@ -3,6 +3,7 @@
 Any file ffmpeg reads (wav, mp3, flac, ogg, m4a, and the sound track of mp4/mkv/mov videos) becomes one
 channel at the requested sample rate; ffmpeg does the resampling (``-ar``) and the channels are averaged
 here (the downmix librosa does in the released pipeline), so neither torchaudio nor librosa is needed.
+:func:`load_audio_channels` keeps the file's own channels and sample rate (what ComfyUI's AUDIO holds).
 ComfyUI's AUDIO value (``{"waveform": (B, C, N), "sample_rate": sr}``) is accepted too: it is averaged to mono here and, when its rate differs, resampled
 by the same ffmpeg (raw samples piped through it), so a file and the same sound given as AUDIO agree.
 
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from typing import Any, Mapping, Tuple, Union
+from typing import Any, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ AudioSource = Union[str, "os.PathLike[str]", Mapping[str, Any]]
 DEFAULT_MAX_SECONDS = 3600.0
 _READ_BLOCK = 1 << 20
 _HEADER_ALLOWANCE = 1 << 16     # bytes of WAV header (and metadata chunks) before the samples
+_MAX_NATIVE_RATE = 384000       # bounds a native-rate read until the WAV header says the rate
 _NO_WINDOW = {"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}
 
 # ffmpeg's wording -> what the user should hear (expected / found / what to do)
@@ -59,6 +61,31 @@ def load_audio(source: AudioSource, sample_rate: int = 16000, *,
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"audio: expected a file path or a ComfyUI AUDIO dict {{'waveform', 'sample_rate'}}, "
                          f"found {type(source).__name__}")
+    path = _checked_file(source)
+    samples, _ = _run_ffmpeg(["-i", path], None, sample_rate, max_seconds, path)
+    if samples.size == 0:
+        raise InputError(f"audio file {path!r}: expected sound, found an audio stream with no samples "
+                         f"(zero length); give a recording at least one frame long")
+    return _downmix(samples), sample_rate
+
+
+def load_audio_channels(path: "str | os.PathLike[str]", *,
+                        max_seconds: float = DEFAULT_MAX_SECONDS) -> Tuple[np.ndarray, int]:
+    """The first sound track of a file as it is: float32 (channels, N) at the file's own sample rate.
+
+    What ComfyUI's AUDIO holds (``{"waveform": (1, C, N), "sample_rate"}``); no resampling, no downmix.
+    Errors as :func:`load_audio`."""
+    path = _checked_file(path)
+    samples, rate = _run_ffmpeg(["-i", path], None, None, max_seconds, path)
+    if samples.size == 0:
+        raise InputError(f"audio file {path!r}: expected sound, found an audio stream with no samples "
+                         f"(zero length); give a recording at least one frame long")
+    return np.ascontiguousarray(samples.T), rate
+
+
+def _checked_file(source) -> str:
+    if not isinstance(source, (str, os.PathLike)):
+        raise InputError(f"audio: expected a file path, found {type(source).__name__}")
     path = os.fspath(source)
     if not os.path.exists(path):
         raise InputError(f"audio file not found: {path!r}; check the path (audio or video file with sound)")
@@ -66,11 +93,13 @@ def load_audio(source: AudioSource, sample_rate: int = 16000, *,
         raise InputError(f"audio: expected a file, found a folder or device at {path!r}")
     if os.path.getsize(path) == 0:
         raise InputError(f"audio file {path!r} is empty (0 bytes); give an audio file or a video with sound")
-    samples = _run_ffmpeg(["-i", path], None, sample_rate, max_seconds, path)
-    if samples.size == 0:
-        raise InputError(f"audio file {path!r}: expected sound, found an audio stream with no samples "
-                         f"(zero length); give a recording at least one frame long")
-    return samples, sample_rate
+    return path
+
+
+def _downmix(frames: np.ndarray) -> np.ndarray:
+    """(N, C) -> (N,): the plain mean over channels (ffmpeg's ``-ac 1`` mixes stereo at 1/sqrt(2) per
+    channel, louder than the average the released pipeline's librosa takes)."""
+    return frames.mean(axis=1, dtype=np.float32) if frames.shape[1] > 1 else frames[:, 0].astype(np.float32)
 
 
 def _from_comfy_audio(audio: Mapping[str, Any], sample_rate: int, max_seconds: float) -> np.ndarray:
@@ -93,19 +122,18 @@ def _from_comfy_audio(audio: Mapping[str, Any], sample_rate: int, max_seconds: f
     if int(rate) == sample_rate:
         return mono
     raw = ["-f", "f32le", "-ar", str(int(rate)), "-ac", "1", "-i", "pipe:0"]     # already mono
-    return _run_ffmpeg(raw, mono.astype("<f4").tobytes(), sample_rate, max_seconds, "AUDIO input")
+    return _downmix(_run_ffmpeg(raw, mono.astype("<f4").tobytes(), sample_rate, max_seconds, "AUDIO input")[0])
 
 
-def _run_ffmpeg(inputs, stdin_bytes, sample_rate: int, max_seconds: float, name: str) -> np.ndarray:
-    """ffmpeg ``inputs`` -> first audio stream at ``sample_rate``, averaged to mono, at most ``max_seconds``.
-
-    ffmpeg sends float32 WAV with the stream's own channels; the mean over channels is taken here because
-    ffmpeg's ``-ac 1`` mixes stereo at 1/sqrt(2) per channel, louder than the plain average the released
-    pipeline's librosa uses."""
+def _run_ffmpeg(inputs, stdin_bytes, sample_rate: Optional[int], max_seconds: float,
+                name: str) -> Tuple[np.ndarray, int]:
+    """ffmpeg ``inputs`` -> first audio stream as float32 (N, channels) at ``sample_rate`` (None: the
+    stream's own rate) and that rate, at most ``max_seconds``."""
     import imageio_ffmpeg
 
+    resample = ["-ar", str(sample_rate)] if sample_rate else []
     cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", *(["-nostdin"] if stdin_bytes is None else []),
-           "-loglevel", "error", *inputs, "-map", "0:a:0", "-vn", "-ar", str(sample_rate), "-c:a", "pcm_f32le",
+           "-loglevel", "error", *inputs, "-map", "0:a:0", "-vn", *resample, "-c:a", "pcm_f32le",
            "-f", "wav", "pipe:1"]
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL if stdin_bytes is None else subprocess.PIPE,
@@ -124,7 +152,8 @@ def _run_ffmpeg(inputs, stdin_bytes, sample_rate: int, max_seconds: float, name:
                 size += len(block)
                 if layout is None:
                     layout = _wav_layout(b"".join(blocks))
-                limit = (layout[0] if layout else 8) * int(max_seconds * sample_rate) * 4 + _HEADER_ALLOWANCE
+                channels, rate = (layout[0], layout[1]) if layout else (8, sample_rate or _MAX_NATIVE_RATE)
+                limit = channels * int(max_seconds * rate) * 4 + _HEADER_ALLOWANCE
                 if size > limit:
                     too_long = True
                     break
@@ -145,26 +174,28 @@ def _run_ffmpeg(inputs, stdin_bytes, sample_rate: int, max_seconds: float, name:
     layout = _wav_layout(data)
     if layout is None:
         raise InputError(f"{name}: ffmpeg produced no readable audio; convert it to wav or mp3")
-    channels, offset = layout
+    channels, rate, offset = layout
     usable = (len(data) - offset) // (4 * channels) * 4 * channels
     frames = np.frombuffer(data, dtype="<f4", count=usable // 4, offset=offset).reshape(-1, channels)
-    return frames.mean(axis=1, dtype=np.float32) if channels > 1 else frames[:, 0].astype(np.float32)
+    return frames, rate
 
 
 def _wav_layout(data: bytes):
-    """(channels, byte offset of the samples) of ffmpeg's streamed WAV header, or None if not all there yet.
+    """(channels, sample rate, byte offset of the samples) of ffmpeg's streamed WAV header, or None if not
+    all there yet.
 
     Streamed, ffmpeg cannot go back to fill in the sizes, so the data chunk's size is not trusted: the
     samples run to the end of the stream."""
     if len(data) < 12 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
         return None
-    pos, channels = 12, None
+    pos, channels, rate = 12, None, None
     while pos + 8 <= len(data):
         tag, length = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
         if tag == b"data":
-            return (channels, pos + 8) if channels else None
-        if tag == b"fmt " and pos + 10 <= len(data):
+            return (channels, rate, pos + 8) if channels and rate else None
+        if tag == b"fmt " and pos + 16 <= len(data):
             channels = int.from_bytes(data[pos + 10:pos + 12], "little")
+            rate = int.from_bytes(data[pos + 12:pos + 16], "little")
         pos += 8 + length + (length & 1)
     return None
 

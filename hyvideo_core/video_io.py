@@ -84,24 +84,65 @@ def _unescape_ffmetadata(text: str) -> dict:
 
 
 @contextmanager
-def _file_for_child(data: bytes) -> Iterator[Tuple[str, Tuple[int, ...]]]:
-    """``data`` in a file a child process can open: (path in the child, fds to pass). Unnamed where
-    the platform allows, so nothing stays in the temp folder even if this process is killed."""
+def _file_for_child(data) -> Iterator[Tuple[str, Tuple[int, ...]]]:
+    """``data`` (bytes, or an array written with ``tofile``) in a file a child process can open: (path in
+    the child, fds to pass). Unnamed where the platform allows, so nothing stays in the temp folder even
+    if this process is killed."""
     if os.name == "posix":
         with tempfile.TemporaryFile() as f:
-            f.write(data)
+            _write_data(f, data)
             f.flush()
             f.seek(0)
             fd = f.fileno()
             yield (f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else f"/dev/fd/{fd}"), (fd,)
         return
-    f = tempfile.NamedTemporaryFile(delete=False, suffix=".txt")
+    f = tempfile.NamedTemporaryFile(delete=False, suffix=".bin")
     try:
-        f.write(data)
+        _write_data(f, data)
         f.close()
         yield f.name, ()
     finally:
         os.remove(f.name)
+
+
+def _write_data(f, data) -> None:
+    if isinstance(data, np.ndarray):
+        f.flush()
+        data.tofile(f)          # straight to the file: a long sound is never copied into a bytes object
+    else:
+        f.write(data)
+
+
+# Sample rates the AAC encoder takes; others are resampled to 48 kHz while muxing.
+AAC_SAMPLE_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000, 7350)
+AAC_MAX_CHANNELS = 8
+
+
+def fit_audio_to_video(samples: np.ndarray, sample_rate: int, frames: int, fps: float) -> np.ndarray:
+    """``samples`` (channels, N) cut or padded with silence to the duration of ``frames`` frames at ``fps``."""
+    want = int(round(frames * sample_rate / fps))
+    have = samples.shape[1]
+    if have >= want:
+        return samples[:, :want]
+    return np.concatenate([samples, np.zeros((samples.shape[0], want - have), samples.dtype)], axis=1)
+
+
+def _check_audio(audio) -> Tuple[np.ndarray, int]:
+    """(samples (channels, N) float32, rate) from ``write_mp4``'s ``audio`` argument, or InputError."""
+    if not (isinstance(audio, tuple) and len(audio) == 2):
+        raise InputError(f"audio: expected (samples (channels, N) float32, sample_rate), found {type(audio).__name__}")
+    samples, rate = audio
+    samples = np.asarray(samples.detach().cpu() if isinstance(samples, torch.Tensor) else samples, dtype=np.float32)
+    if samples.ndim == 1:
+        samples = samples[None]
+    if samples.ndim != 2 or not 1 <= samples.shape[0] <= AAC_MAX_CHANNELS:
+        raise InputError(f"audio: expected samples (channels, N) with 1 to {AAC_MAX_CHANNELS} channels, found shape "
+                         f"{samples.shape}; mix the sound down to stereo first")
+    if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or not 1000 <= rate <= 768000:
+        raise InputError(f"audio: expected a whole sample rate in Hz (1000 to 768000), found {rate!r}")
+    if not np.isfinite(samples).all():
+        raise InputError("audio: the samples hold NaN or infinite values; check the node that made the sound")
+    return samples, int(rate)
 
 
 def _ffmpeg_failure(proc: subprocess.Popen, log, path: str) -> OutputWriteError:
@@ -147,15 +188,18 @@ def _stop(proc: subprocess.Popen) -> None:
 
 
 def write_mp4(frames: Frames, path: str | os.PathLike, fps: float = 24.0, quality: float = 8.0,
-              metadata: Optional[dict] = None) -> str:
+              metadata: Optional[dict] = None, audio: Optional[Tuple[np.ndarray, int]] = None) -> str:
     """Encode frames as H.264 .mp4 (yuv420p, playable everywhere), atomically.
 
     ``frames``: an (F, H, W, 3) uint8 array, or any iterable of (H, W, 3) uint8 frames (streamed:
     a generator never has to hold the whole video). ``quality`` is 0..10 (10 = best; CRF 51..0).
     ``metadata`` (e.g. prompt and workflow, any size) is stored as JSON in the container's ``comment``
-    tag; :func:`read_metadata` reads it back. Nothing appears at ``path`` unless the whole video was
-    written; a failure raises (InputError for bad frames, OutputWriteError for a full disk or a
-    read-only folder) and leaves no file and no ffmpeg process behind."""
+    tag; :func:`read_metadata` reads it back. ``audio`` = (samples (channels, N) float32 in [-1, 1],
+    sample_rate) adds an AAC sound track in the same ffmpeg run, cut or padded with silence to the
+    video's duration (a stream of frames is then gathered in memory first, to know that duration).
+    Nothing appears at ``path`` unless the whole video was
+    written; a failure raises (InputError for bad frames or sound, OutputWriteError for a full disk or
+    a read-only folder) and leaves no file and no ffmpeg process behind."""
     import imageio_ffmpeg
 
     if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
@@ -174,18 +218,38 @@ def write_mp4(frames: Frames, path: str | os.PathLike, fps: float = 24.0, qualit
         except (TypeError, ValueError) as exc:
             raise InputError(f"metadata must be JSON-serialisable (strings, numbers, lists, dicts): {exc}") from None
         meta = (";FFMETADATA1\n" + METADATA_TAG + "=" + _escape_ffmetadata(text) + "\n").encode("utf-8")
+    sound = b""
+    if audio is not None:
+        samples, sample_rate = _check_audio(audio)
+        if not isinstance(frames, np.ndarray):
+            # the sound is fitted to the video's length before ffmpeg starts (its -shortest overshoots by up to
+            # a second when the sound is ready long before the frames), so a stream of frames is gathered first
+            frames = np.stack([first, *(_check_frame(f, first.shape) for f in rest)])
+            first, rest = frames[0], iter(frames[1:])
+        samples = fit_audio_to_video(samples, sample_rate, frames.shape[0], fps)
+        sound = np.ascontiguousarray(samples.T, dtype="<f4")        # interleaved, as ffmpeg's f32le wants
     rate = str(Fraction(fps).limit_denominator(1_000_000))
     with atomic_stream(path) as out, _file_for_child(meta) as (meta_path, meta_fds), \
-            tempfile.TemporaryFile() as log:
+            _file_for_child(sound) as (sound_path, sound_fds), tempfile.TemporaryFile() as log:
         cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
                "-f", "rawvideo", "-vcodec", "rawvideo", "-s", f"{w}x{h}", "-pix_fmt", "rgb24", "-r", rate,
                "-i", "pipe:0"]
+        maps = ["-map", "0:v"]
         if metadata:
-            cmd += ["-f", "ffmetadata", "-i", meta_path, "-map", "0:v", "-map_metadata", "1"]
-        cmd += ["-an", "-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int((1 - quality / 10) * 51)),
-                "-movflags", "+faststart", "-f", "mp4", out.child_path]
+            cmd += ["-f", "ffmetadata", "-i", meta_path]
+            maps += ["-map_metadata", "1"]
+        if audio is not None:
+            cmd += ["-f", "f32le", "-ar", str(sample_rate), "-ac", str(samples.shape[0]), "-i", sound_path]
+            maps += ["-map", f"{2 if metadata else 1}:a", "-c:a", "aac", "-b:a", "192k"]
+            if sample_rate not in AAC_SAMPLE_RATES:
+                maps += ["-ar", "48000"]
+        else:
+            maps += ["-an"]
+        cmd += maps + ["-vcodec", "libx264", "-pix_fmt", "yuv420p", "-crf", str(int((1 - quality / 10) * 51)),
+                       "-movflags", "+faststart", "-f", "mp4", out.child_path]
         proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=log,
-                                pass_fds=out.pass_fds + (meta_fds if metadata else ()),
+                                pass_fds=out.pass_fds + (meta_fds if metadata else ()) +
+                                (sound_fds if audio is not None else ()),
                                 **({"creationflags": subprocess.CREATE_NO_WINDOW} if sys.platform == "win32" else {}))
         try:
             frame = first

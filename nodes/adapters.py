@@ -1,12 +1,15 @@
 """The one place that converts between ComfyUI conventions and the engine's.
 
-IMAGE (frames, H, W, 3) in [0, 1] <-> engine video (B, 3, F, H, W) in [-1, 1]; LATENT dicts
+IMAGE (frames, H, W, 3) in [0, 1] <-> engine video (B, 3, F, H, W) in [-1, 1]; AUDIO
+``{"waveform": (B, C, N) float, "sample_rate": int}`` (core's type) <-> (C, N) float32 samples and
+their rate; LATENT dicts
 hold raw VAE-space latents (B, C, T, H/8, W/8), as core's HunyuanVideo latents do; model file
 names come from ``folder_paths``; ComfyUI's progress bar, previews and interrupt are bridged to
 the engine's progress callback.
 """
 from __future__ import annotations
 
+import numbers
 import os
 from typing import Dict, List, Optional, Sequence
 
@@ -19,6 +22,7 @@ CATEGORY = "HunyuanVideo Suite"
 # hyvideo_core.demo_models) and the toy-world model trained by the suite (hyvideo_core/toy/weights).
 EMBEDDED = "[embedded] tiny demo"
 EMBEDDED_TOY = "[embedded] toy world"
+EMBEDDED_TOY_AVATAR = "[embedded] toy avatar"      # the toy world's talking avatar (hyvideo_core/toy/avatar.py)
 _TOY_FILES = {"transformer": "transformer.safetensors", "vae": "vae.safetensors",
               "text_encoder": "text_encoder", "clip": "text_encoder_2"}
 
@@ -40,7 +44,14 @@ def list_models(kind: str) -> List[str]:
             names += [n for n in folder_paths.get_filename_list(folder) if n not in names]
         except KeyError:  # folder name unknown to this ComfyUI version
             continue
-    return [EMBEDDED] + ([EMBEDDED_TOY] if _toy_path(kind) else []) + names
+    toy_avatar = [EMBEDDED_TOY_AVATAR] if kind == "transformer" and _toy_avatar_shipped() else []
+    return [EMBEDDED] + ([EMBEDDED_TOY] if _toy_path(kind) else []) + toy_avatar + names
+
+
+def _toy_avatar_shipped() -> bool:
+    weights = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyvideo_core", "toy",
+                           "weights")
+    return os.path.isfile(os.path.join(weights, "avatar.safetensors"))
 
 
 def _toy_path(part: str) -> Optional[str]:
@@ -93,6 +104,33 @@ def video_to_images(video: torch.Tensor) -> torch.Tensor:
     """Engine video (B, 3, F, H, W) in [-1, 1] -> IMAGE (B·F, H, W, 3) in [0, 1]."""
     frames = ((video.float().clamp(-1, 1) + 1) / 2).permute(0, 2, 3, 4, 1)
     return frames.reshape(-1, *frames.shape[2:]).cpu()
+
+
+def audio_from_samples(samples, sample_rate: int) -> dict:
+    """(C, N) float32 samples at ``sample_rate`` -> core AUDIO ``{"waveform": (1, C, N), "sample_rate"}``."""
+    wave = torch.as_tensor(samples, dtype=torch.float32)
+    if wave.dim() == 1:
+        wave = wave[None]
+    return {"waveform": wave.unsqueeze(0).contiguous(), "sample_rate": int(sample_rate)}
+
+
+def audio_to_samples(audio, what: str = "audio"):
+    """Core AUDIO of one sound -> ((C, N) float32 numpy samples, sample_rate); InputError otherwise."""
+    from ..hyvideo_core.errors import InputError
+
+    if not isinstance(audio, dict) or "waveform" not in audio or "sample_rate" not in audio:
+        raise InputError(f"{what}: expected ComfyUI AUDIO {{'waveform': (batch, channels, samples), 'sample_rate'}}, "
+                         f"found {type(audio).__name__}; connect a Load Audio node")
+    wave, rate = audio["waveform"], audio["sample_rate"]
+    if not isinstance(wave, torch.Tensor) or wave.dim() != 3:
+        found = tuple(wave.shape) if isinstance(wave, torch.Tensor) else type(wave).__name__
+        raise InputError(f"{what}: expected a waveform of shape (batch, channels, samples), found {found}")
+    if wave.shape[0] != 1:
+        raise InputError(f"{what}: expected one sound, found a batch of {wave.shape[0]}; split the batch and "
+                         f"save each video with its own sound")
+    if isinstance(rate, bool) or not isinstance(rate, numbers.Integral) or rate <= 0:
+        raise InputError(f"{what}: expected a positive whole sample_rate, found {rate!r}")
+    return wave[0].detach().to("cpu", torch.float32).numpy(), int(rate)
 
 
 def latent(samples: torch.Tensor) -> dict:

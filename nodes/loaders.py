@@ -1,7 +1,7 @@
 """Model loader nodes: transformer, VAE, text encoders."""
 from __future__ import annotations
 
-from .adapters import CATEGORY, PREFIX, list_models, resolve_model, tooltip, torch_device
+from .adapters import CATEGORY, EMBEDDED_TOY_AVATAR, PREFIX, list_models, resolve_model, tooltip, torch_device
 
 _DTYPES = ["auto", "bf16", "fp16", "fp32"]
 
@@ -12,9 +12,47 @@ def _dtype(name: str):
     return {"auto": None, "bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[name]
 
 
+def _load_toy_avatar(weight_dtype, attention, memory):
+    """The toy talking avatar (a few MB): memory passes have nothing to save on it and are not applied."""
+    import logging
+
+    import torch
+
+    from ..hyvideo_core.attention import resolve_backend
+    from ..hyvideo_core.toy.avatar import load_toy_avatar
+
+    device = torch_device()
+    model = load_toy_avatar(device=device, dtype=_dtype(weight_dtype) or torch.float32)
+    model.attention_backend = resolve_backend(attention, device)
+    if memory is not None:
+        logging.getLogger(__name__).info("memory settings are not applied to %s (it is a few MB)", EMBEDDED_TOY_AVATAR)
+    return model
+
+
+def _app_extensions(path: str) -> list:
+    """The extension a checkpoint's application modules need (HunyuanVideo-Avatar's adapters), so an avatar
+    file loads as an avatar model from the same loader. Reading the keys is cheap: safetensors headers, and
+    .pt files memory-mapped."""
+    from ..hyvideo_core.checkpoints.detect import carries_app, detect_variant
+    from ..hyvideo_core.checkpoints.load import open_native
+    from ..hyvideo_core.errors import HyVideoError
+
+    try:
+        source, _, _ = open_native(path)
+        spec = detect_variant(source)
+    except HyVideoError:
+        return []            # the loader itself reports what is wrong with the file
+    if spec.app is None or spec.app.app != "avatar" or not carries_app(source, spec):
+        return []
+    from ..hyvideo_core.apps.avatar import avatar_extension
+
+    return [avatar_extension(spec.app.config)]
+
+
 class LoadTransformer:
     DESCRIPTION = ("Loads a HunyuanVideo diffusion transformer (.safetensors / .pt; official, ComfyUI, diffusers or "
-                   "fp8-scaled layout). The variant is detected from the weights, not the file name.")
+                   "fp8-scaled layout). The variant is detected from the weights, not the file name; a "
+                   "HunyuanVideo-Avatar file loads with its avatar modules.")
     CATEGORY = f"{CATEGORY}/loaders"
     RETURN_TYPES = (f"{PREFIX}_MODEL",)
     RETURN_NAMES = ("model",)
@@ -28,7 +66,7 @@ class LoadTransformer:
         return {"required": {
             "model_name": (list_models("transformer"), tooltip(
                 "Transformer weights from models/diffusion_models (or unet). '[embedded] tiny demo' is the suite's "
-                "built-in small model.")),
+                "built-in small model; '[embedded] toy avatar' the toy world's talking avatar.")),
             "weight_dtype": (_DTYPES, tooltip(
                 "auto keeps the file's precision (fp8 stays fp8) and computes in bf16 on GPU, fp32 on CPU.",
                 default="auto")),
@@ -42,8 +80,11 @@ class LoadTransformer:
     def load(self, model_name, weight_dtype, attention, memory=None):
         from ..hyvideo_core.runtime.options import prepare_transformer
 
-        return (prepare_transformer(resolve_model("transformer", model_name), device=torch_device(),
-                                    dtype=_dtype(weight_dtype), attention_backend=attention, memory=memory),)
+        if model_name == EMBEDDED_TOY_AVATAR:
+            return (_load_toy_avatar(weight_dtype, attention, memory),)
+        path = resolve_model("transformer", model_name)
+        return (prepare_transformer(path, device=torch_device(), dtype=_dtype(weight_dtype),
+                                    attention_backend=attention, memory=memory, extensions=_app_extensions(path)),)
 
 
 class LoadVAE:

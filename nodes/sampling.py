@@ -55,10 +55,19 @@ class EmptyVideoLatent:
         return (latent(torch.zeros(latent_shape(frames, height, width, channels, batch_size))),)
 
 
+def _is_avatar_model(model) -> bool:
+    from ..hyvideo_core.apps.avatar import AvatarExtension
+    from ..hyvideo_core.model.extension import find_extension
+
+    return find_extension(model, AvatarExtension) is not None
+
+
 class Sampler:
     DESCRIPTION = ("Generates latents with the shifted flow-matching Euler sampler: embedded guidance for the "
                    "CFG-distilled model (one pass per step), optional true CFG with the negative prompt, and "
-                   "denoise < 1 for video-to-video. Shows latent previews and stops on Cancel.")
+                   "denoise < 1 for video-to-video. With the Avatar Conditioning's latent and an avatar model it "
+                   "runs the released talking-avatar sampler (windows over long sound, cfg = its starting guidance "
+                   "scale, 7.5 released). Shows latent previews and stops on Cancel.")
     CATEGORY = f"{CATEGORY}/sampling"
     RETURN_TYPES = ("LATENT",)
     OUTPUT_TOOLTIPS = ("Denoised latents (raw VAE space), for the VAE decode node or core's VAE Decode.",)
@@ -96,7 +105,11 @@ class Sampler:
 
         from ..hyvideo_core.apps.latent_stages import SamplerOptions, sample_latents
         from ..hyvideo_core.variants import get_variant
+        from .avatar import LATENT_KEY as AVATAR_KEY, sample_avatar
 
+        if latent.get(AVATAR_KEY) is not None or _is_avatar_model(model):       # talking avatar
+            return (sample_avatar(model, embeds, latent, seed=seed, steps=steps, shift=shift, cfg=cfg,
+                                  denoise=denoise, step_cache=step_cache, parallel=parallel),)
         options = SamplerOptions(steps=steps, shift=shift, embedded_guidance=embedded_guidance or None,
                                  cfg_scale=cfg, seed=seed, denoise=denoise, step_cache=step_cache)
         scaling_factor = get_variant(model.variant).vae.scaling_factor

@@ -26,7 +26,8 @@ _TILE_INPUTS = {
 
 
 class VAEDecode:
-    DESCRIPTION = "Decodes latents to frames with the causal video VAE, tiled in space and time to bound memory."
+    DESCRIPTION = ("Decodes latents to frames with the causal video VAE, tiled in space and time to bound memory. "
+                   "Talking-avatar latents are cut to the sound's length.")
     CATEGORY = f"{CATEGORY}/vae"
     RETURN_TYPES = ("IMAGE",)
     OUTPUT_TOOLTIPS = ("All frames of all videos, (frames, height, width, 3).",)
@@ -40,11 +41,15 @@ class VAEDecode:
 
     def decode(self, vae, samples, tile_size, tile_frames, overlap):
         from ..hyvideo_core.apps.i2v import LATENT_KEY, decode_i2v
+        from .avatar import LATENT_KEY as AVATAR_KEY
 
         # latent_concat image-to-video latents decode to 4 leading frames that are not part of the video
         condition = samples.get(LATENT_KEY)
         video = decode_i2v(vae, samples["samples"], condition.mode if condition is not None else None,
                            tile=_tiles(vae, tile_size, tile_frames, overlap), callback=progress_callback(previews=False))
+        avatar = samples.get(AVATAR_KEY)
+        if avatar is not None:       # talking avatar: the video ends with the sound
+            video = video[:, :, :avatar.video_frames]
         return (video_to_images(video),)
 
 

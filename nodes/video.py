@@ -81,7 +81,8 @@ class LoadVideo:
 
 class SaveVideo:
     DESCRIPTION = ("Saves frames as an H.264 .mp4 in ComfyUI's output folder, with the prompt and workflow embedded "
-                   "as metadata, and previews it on the node. Nothing is written if the run is cancelled.")
+                   "as metadata, and previews it on the node. An optional AUDIO becomes the video's AAC sound track, "
+                   "cut or padded with silence to the video's length. Nothing is written if the run is cancelled.")
     CATEGORY = f"{CATEGORY}/video"
     RETURN_TYPES = ()
     OUTPUT_NODE = True
@@ -96,12 +97,18 @@ class SaveVideo:
                                          step=0.5)),
             "filename_prefix": ("STRING", tooltip("File name prefix; may contain a subfolder.",
                                                   default="HunyuanVideo/video")),
+        }, "optional": {
+            "audio": ("AUDIO", tooltip("Optional sound (e.g. from Load Audio): muxed as AAC, cut or padded with "
+                                       "silence to the video's duration.")),
         }, "hidden": {"prompt": "PROMPT", "extra_pnginfo": "EXTRA_PNGINFO"}}
 
-    def save(self, frames, fps, quality, filename_prefix, prompt=None, extra_pnginfo=None):
+    def save(self, frames, fps, quality, filename_prefix, audio=None, prompt=None, extra_pnginfo=None):
         import folder_paths
 
         from ..hyvideo_core.video_io import write_mp4
+        from .adapters import audio_to_samples
+
+        sound = audio_to_samples(audio, "Save Video's audio") if audio is not None else None
 
         out = (frames.clamp(0, 1) * 255).round().byte().cpu().numpy()
         folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
@@ -110,7 +117,7 @@ class SaveVideo:
         metadata = {"prompt": json.dumps(prompt)} if prompt is not None else {}
         if extra_pnginfo and "workflow" in extra_pnginfo:
             metadata["workflow"] = json.dumps(extra_pnginfo["workflow"])
-        write_mp4(out, os.path.join(folder, filename), fps=fps, quality=quality, metadata=metadata)
+        write_mp4(out, os.path.join(folder, filename), fps=fps, quality=quality, metadata=metadata, audio=sound)
         entry = {"filename": filename, "subfolder": subfolder, "type": "output", "format": "video/h264-mp4",
                  "frame_rate": fps}
         return {"ui": {"gifs": [entry]}}

@@ -38,9 +38,23 @@ NOTES = {
         "64x64, 17 frames). On a GPU machine set workers to 0 (one per GPU); ulysses / ring 0 pick the split "
         "automatically, cfg_parallel runs the two CFG passes side by side when cfg > 1, shard_weights lets N smaller "
         "cards hold the released model. The result equals the single-process sampler's."),
+    "avatar": (
+        "Talking avatar: Load Image gives the reference (hvs_avatar_reference.png) and Load Audio (HVS) the speech "
+        "(hvs_avatar_speech.wav, 1.6 s); both are in the suite's workflows/inputs folder: copy them into ComfyUI's "
+        "input folder. The embedded toy avatar (the toy world's shape whose size follows the loudness) with its toy "
+        "Whisper runs on the CPU; the video is as long as the sound (40 frames at 25 fps, sampled in windows) and "
+        "Save Video muxes the sound as AAC. motion_intensity / head_motion are the release's fixed 30 / 25: lower "
+        "them for calmer motion. The toy avatar was trained without the release's prompt prefix and negative prompt, "
+        "with 32 text tokens and plain CFG, which the conditioning's last four settings give. For HunyuanVideo-Avatar: "
+        "its transformer (mp_rank_00_model_states.pt or a "
+        "safetensors conversion) in models/diffusion_models, whisper-tiny in models/audio_encoders, the HunyuanVideo "
+        "VAE and text encoders, a portrait as reference, the conditioning's defaults (released negative prompt and "
+        "prefix, 256 tokens, released schedule), steps 50, shift 5, cfg 7.5, fps 25."),
 }
 
 TOY = "[embedded] toy world"
+TOY_AVATAR = "[embedded] toy avatar"
+TOY_WHISPER = "[embedded] toy whisper"
 
 LOADERS = {
     1: ("HVS_LoadTransformer", {}, [EMBEDDED, "auto", "sdpa"], [("model", "HVS_MODEL")], (0, 0)),
@@ -107,6 +121,23 @@ GRAPHS = {
             [0, "fixed", 8, 3.0, 4.0, 1.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
         **DECODE_SAVE,
     },
+    "avatar": {
+        1: ("HVS_LoadTransformer", {}, [TOY_AVATAR, "auto", "sdpa"], [("model", "HVS_MODEL")], (0, 0)),
+        2: ("HVS_LoadVAE", {}, [TOY, "auto"], [("vae", "HVS_VAE")], (0, 1)),
+        3: ("HVS_LoadTextEncoders", {}, [TOY, TOY, "auto"], [("text_encoders", "HVS_TEXT_ENCODERS")], (0, 2)),
+        19: ("HVS_AudioEncoderLoader", {}, [TOY_WHISPER], [("audio_encoder", "HVS_AUDIO_ENCODER")], (0, 3)),
+        10: ("LoadImage", {}, ["hvs_avatar_reference.png", "image"], [("IMAGE", "IMAGE"), ("MASK", "MASK")], (0, 4)),
+        20: ("HVS_LoadAudio", {}, ["hvs_avatar_speech.wav"], [("audio", "AUDIO")], (1, 4)),
+        4: ("HVS_AvatarConditioning",
+            {"text_encoders": (3, 0), "vae": (2, 0), "audio_encoder": (19, 0), "image": (10, 0), "audio": (20, 0)},
+            ["a yellow circle changes size on a light background", 30.0, 25.0, "25", 0, "fixed", "", False, 32,
+             "plain cfg"],
+            [("embeds", "HVS_EMBEDS"), ("latent", "LATENT")], (1, 2)),
+        6: ("HVS_Sampler", {"model": (1, 0), "embeds": (4, 0), "latent": (4, 1)},
+            [0, "fixed", 16, 3.0, 6.0, 4.0, 1.0], [("LATENT", "LATENT")], (2, 1)),
+        7: DECODE_SAVE[7],
+        8: ("HVS_SaveVideo", {"frames": (7, 0), "audio": (20, 0)}, [25.0, 8.0, "HunyuanVideo/avatar"], [], (4, 1)),
+    },
     "train_lora": {
         **LOADERS, ENCODE[0]: ENCODE[1],
         14: ("HVS_CacheDataset", {"vae": (2, 0), "text_encoders": (3, 0)}, ["toy:8", "17x64x64", "", False],
@@ -145,6 +176,10 @@ WIDGETS = {
     "HVS_TrainLoRA": ["base_model", "steps", "rank", "alpha", "learning_rate", "batch_size", "seed", None, "lora_name",
                       "overwrite", "prior_weight"],
     "HVS_LoadLoRA": ["lora_name", "strength"],
+    "HVS_AudioEncoderLoader": ["encoder_name"],
+    "HVS_LoadAudio": ["audio"],
+    "HVS_AvatarConditioning": ["prompt", "motion_intensity", "head_motion", "fps", "seed", None, "negative_prompt",
+                               "prompt_prefix", "text_tokens", "guidance"],
     "PreviewImage": [],
 }
 

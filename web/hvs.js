@@ -337,6 +337,25 @@ function stripOwnWidgetsFromSerialized(node, o) {
 	}
 }
 
+// ---------------------------------------------------------------- audio upload
+
+/** Our Load Audio declares `audio_upload` like core's. The new front end then gives it an upload button
+ * whose code updates an `audioUI` player widget, which the front end adds only to core's audio nodes (by
+ * class name): without it the button's set-up throws and the node is not created. Declare the player
+ * before the button, as core's nodes get it. Front ends without the player widget are left alone. */
+function addAudioPlayerInput(nodeData) {
+	const required = nodeData?.input?.required;
+	if (!required?.audio?.[1]?.audio_upload || required.audioUI) return;
+	if (!(app.extensions || []).some((e) => e?.name === "Comfy.AudioWidget")) return;
+	// re-insert in place (others may hold this object): ..., audio, audioUI, [upload], ...
+	const entries = Object.entries(required);
+	for (const [name] of entries) delete required[name];
+	for (const [name, spec] of entries) {
+		required[name] = spec;
+		if (name === "audio") required.audioUI = ["AUDIO_UI", {}];
+	}
+}
+
 // ---------------------------------------------------------------- registration
 
 function chain(proto, name, fn) {
@@ -366,6 +385,7 @@ export const hvsExtension = {
 	async beforeRegisterNodeDef(nodeType, nodeData) {
 		safe(() => {
 			if (!isHvsType(nodeData?.name)) return;
+			addAudioPlayerInput(nodeData);
 			const proto = nodeType.prototype;
 			chain(proto, "onNodeCreated", function () { setupNode(this); });
 			chain(proto, "onConfigure", function () { setupNode(this); snapAll(this, "load"); });

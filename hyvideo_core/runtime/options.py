@@ -93,8 +93,9 @@ class TransformerSource:
 
 
 def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optional[torch.dtype] = None,
-                        attention_backend: Optional[str] = None, memory: Optional[MemoryOptions] = None):
-    """``load_transformer`` followed by the memory passes in ``memory``."""
+                        attention_backend: Optional[str] = None, memory: Optional[MemoryOptions] = None,
+                        extensions=()):
+    """``load_transformer`` (with ``extensions``, e.g. the avatar's) followed by the memory passes in ``memory``."""
     from ..attention import resolve_backend
     from ..checkpoints.load import default_compute_dtype, load_transformer
     from ..model.block_lists import all_blocks
@@ -107,7 +108,8 @@ def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optiona
     swap = memory.block_swap != "off" and (device.type != "cpu" or memory.store == "disk")
     if memory.block_swap != "off" and not swap:
         log.info("block swap off: the model already runs from CPU memory (choose store='disk' to page blocks)")
-    model = load_transformer(path, device="cpu" if swap else device, dtype=dtype, attention_backend=attention_backend)
+    model = load_transformer(path, device="cpu" if swap else device, dtype=dtype, attention_backend=attention_backend,
+                             extensions=extensions)
     if swap and device.type != "cpu":
         # loaded on the CPU so swapped blocks never touch the device: set the device's compute dtype
         weights = [m.weight for b in all_blocks(model) for m in b.modules() if isinstance(m, torch.nn.Linear)]

@@ -4,14 +4,19 @@ window boundaries and is exactly as long as its sound.
 The toy avatar samples windows of 5 latent frames (17 video frames) moving by 2 every step, so 42 frames of sound
 (2.5 windows) take three windows per step over a 13-latent circular buffer. The sound is the toy world's talking
 sound (syllable loudness envelope on a voiced buzz) made longer than the training clips; the reference is that
-clip's shape at rest. A seam is a jump between two consecutive frames where two windows of the last step meet: the
-frame difference there is compared with the median frame difference inside the windows (the talking itself moves
-the picture every frame, so the median is not zero), on the mean over three held-out clips: seams would sit at the
-same frames in each, the talking follows each clip's own rhythm.
+clip's shape at rest. A seam is a jump between two consecutive frames where two windows of the last step meet:
+per clip, the frame difference there is compared with the median frame difference inside the windows (the talking
+moves the picture every frame, so that median is not zero), and the worst boundary's ratio is the clip's. The
+early toy weights jitter by 2-3 grey levels per frame, so one clip's ratio is noisy; the test takes the median over
+six held-out clips.
 
-Without the shifting windows (window_shift 0) the same measure shows the seams: 1.75x and 2.1x the median on clip 2
-alone (checked by hand while writing this test); with the released shift the three clips give at most 1.7x on one
-clip and about 1.1x on the mean."""
+Measured while writing this test (early toy weights, 16 steps): with the released shifting windows the clips give
+0.75, 0.93, 1.71, 1.55, 2.29, 0.71 (median 1.24); the same sampler with the windows held still (window_shift 0,
+every step's windows meeting at the same frames) gives 1.52, 0.98, 2.2, 2.42, 2.11, 0.95 (median 1.81), which this
+test rejects.
+
+Slow (six clips of 16 steps x 3 windows x 2 branches: about 30 s on an idle 2-core CPU, minutes on a busy one):
+``python -m pytest -m slow tests/avatar/test_avatar_long_audio.py``."""
 from dataclasses import replace
 
 import numpy as np
@@ -25,7 +30,7 @@ from hyvideo_core.errors import InputError
 from hyvideo_core.model.extension import find_extension
 
 FRAMES = 42                       # 2.5 windows of 17 frames
-CLIPS = (0, 1, 2)                 # held-out talking specs (reference, voice, rhythm)
+CLIPS = range(6)                  # held-out talking specs (reference, voice, rhythm)
 SEAM_RATIO = 1.5
 
 
@@ -78,20 +83,18 @@ def generate_long(kit, index: int):
     return sound, cond, decode_avatar(kit.vae, latents, cond, tile=False), options
 
 
+@pytest.mark.slow
 def test_long_toy_clips_have_no_seam_and_the_sound_length(kit):
     ext = find_extension(kit.transformer, AvatarExtension)
-    diffs = []
+    worst = []
     for index in CLIPS:
         sound, cond, video, options = generate_long(kit, index)
         assert cond.ref_latents.shape[2] == ext.avatar.window_latents == 5
         assert video.shape[2] == cond.video_frames == video_frames_for(sound.size) == FRAMES
-        diffs.append(frame_differences(video))
-    plan = window_plan(cond.audio_windows.shape[1], ext.avatar.window_latents, ext.avatar.window_shift)
-    assert len(plan.windows(0)) == 3                                # several windows per step, circular
-    seams = boundary_pairs(plan, options.steps - 1, FRAMES)
-    assert seams == [16, 36]
-    # a seam sits at the same frames in every clip, the talking moves with each clip's own rhythm: the mean over
-    # the clips keeps the first and averages the second out
-    mean = np.mean(diffs, axis=0)
-    ratio = mean[seams] / np.median(np.delete(mean, seams))
-    assert ratio.max() <= SEAM_RATIO, (ratio.round(2).tolist(), np.round(diffs, 2).tolist())
+        plan = window_plan(cond.audio_windows.shape[1], ext.avatar.window_latents, ext.avatar.window_shift)
+        assert len(plan.windows(0)) == 3                            # several windows per step, circular
+        seams = boundary_pairs(plan, options.steps - 1, FRAMES)
+        assert seams == [16, 36]
+        diffs = frame_differences(video)
+        worst.append(float((diffs[seams] / np.median(np.delete(diffs, seams))).max()))
+    assert np.median(worst) <= SEAM_RATIO, np.round(worst, 2).tolist()

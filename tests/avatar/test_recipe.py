@@ -1,6 +1,7 @@
 """The avatar recipe on the tiny-avatar variant (random weights, embedded tiny VAE and encoders, a tiny random
 Whisper): shapes, the clip as long as the sound for one window and for several, seeds, the LLaVA prompt path,
-silence, masks and sizes."""
+silence, masks and sizes. Most tests sample windows of 5 latent frames (the toy avatar's) so that the reference
+encode and the model calls stay small; one runs the released 33-frame window."""
 from dataclasses import replace
 
 import pytest
@@ -10,58 +11,70 @@ from hyvideo_core.apps.avatar import (RELEASED_PROMPT_PREFIX, AvatarOptions, ava
                                       generate_avatar, prepare_avatar, sample_avatar_latents)
 from hyvideo_core.apps.avatar.prompt import encode_avatar_prompt
 from tests.avatar.recipe_fixtures import demo, whisper8  # noqa: F401  (fixtures)
-from tests.avatar.recipe_fixtures import face_picture, silence, speech_like, tiny_avatar
+from tests.avatar.recipe_fixtures import SMALL_WINDOW, face_picture, silence, speech_like, tiny_avatar
+
+WINDOW = SMALL_WINDOW["window_latents"]
 
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_avatar()
+    return tiny_avatar(**SMALL_WINDOW)
 
 
 @pytest.fixture(scope="module")
 def short(demo, whisper8):
-    """One second of speech-like sound, seed 1 (shared: the reference encode is the costly part)."""
-    return prepare(demo, whisper8, speech_like(1.0))
+    """Half a second of speech-like sound (12 frames, under one window), seed 1."""
+    return prepare(demo, whisper8, speech_like(0.5))
 
 
 def prepare(demo, whisper, audio, options=AvatarOptions(steps=2, seed=1), image=None, **kw):
+    kw.setdefault("window_latents", WINDOW)
     return prepare_avatar(demo["vae"], demo["encoders"], whisper, face_picture() if image is None else image, audio,
                           "a person talks to the camera", options, **kw)
 
 
 def test_short_sound_gives_a_clip_of_its_length(demo, short, model):
     options, cond = AvatarOptions(steps=2, seed=1), short
-    assert cond.video_frames == 25 and (cond.height, cond.width) == (64, 64)
-    assert cond.ref_latents.shape == (1, 4, 33, 8, 8)            # one window of the reference, scaled
-    assert cond.audio_windows.shape == (1, 129, 10, 5, 8)        # padded to one window, as released
-    assert not cond.audio_windows[:, 25:].any() and cond.audio_windows[:, :25].any()
+    assert cond.video_frames == 12 and (cond.height, cond.width) == (64, 64)
+    assert cond.ref_latents.shape == (1, 4, 5, 8, 8)             # one window of the reference, scaled
+    assert cond.audio_windows.shape == (1, 17, 10, 5, 8)         # padded to one window, as released
+    assert not cond.audio_windows[:, 12:].any() and cond.audio_windows[:, :12].any()
     latents = sample_avatar_latents(model, cond, options)
-    assert latents.shape == (1, 4, 33, 8, 8) and torch.isfinite(latents).all()
+    assert latents.shape == (1, 4, 5, 8, 8) and torch.isfinite(latents).all()
     video = decode_avatar(demo["vae"], latents, cond, scaling_factor=demo["vae"].scaling_factor, tile=False)
-    assert video.shape == (1, 3, 25, 64, 64) and torch.isfinite(video).all()
+    assert video.shape == (1, 3, 12, 64, 64) and torch.isfinite(video).all()
 
 
 def test_sound_longer_than_one_window_gives_every_frame(demo, whisper8, model):
+    options = AvatarOptions(steps=3, seed=1)
+    cond = prepare(demo, whisper8, speech_like(2.0), options)      # 50 frames, about 3 windows of 17
+    assert cond.video_frames == 50 and cond.audio_windows.shape[1] == 55        # 5 zero frames, as released
+    events = []
+    latents = sample_avatar_latents(model, cond, options, callback=events.append)
+    assert latents.shape[2] == 55 // 4 + 1 and len(events) == 3
+    video = decode_avatar(demo["vae"], latents, 50, scaling_factor=demo["vae"].scaling_factor, tile=False)
+    assert video.shape == (1, 3, 50, 64, 64) and torch.isfinite(video).all()
+
+
+def test_released_window_over_a_sound_longer_than_129_frames(demo, whisper8):
+    """The released sizes: 33-latent windows, a 6 s sound (150 frames > 129) padded by 5 zero frames."""
+    model = tiny_avatar()
     options = AvatarOptions(steps=1, seed=1)
-    cond = prepare(demo, whisper8, speech_like(6.0), options)      # 150 frames > 129
-    assert cond.video_frames == 150 and cond.audio_windows.shape[1] == 155      # 5 zero frames, as released
-    latents = sample_avatar_latents(model, cond, options)
-    assert latents.shape[2] == 155 // 4 + 1
-    video = decode_avatar(demo["vae"], latents, 150, scaling_factor=demo["vae"].scaling_factor, tile=False)
+    video = generate_avatar(model, demo["vae"], demo["encoders"], whisper8, face_picture(), speech_like(6.0),
+                            "a person talks", options, tile=False)
     assert video.shape == (1, 3, 150, 64, 64) and torch.isfinite(video).all()
 
 
 def test_frames_option_cuts_or_pads_the_sound(demo, whisper8):
-    cut = prepare(demo, whisper8, speech_like(1.0), AvatarOptions(frames=10), window_latents=5)
+    cut = prepare(demo, whisper8, speech_like(1.0), AvatarOptions(frames=10))
     assert cut.video_frames == 10 and cut.audio_windows.shape[1] == 17         # padded to the window
-    long = prepare(demo, whisper8, speech_like(1.0), AvatarOptions(frames=40), window_latents=5)
+    long = prepare(demo, whisper8, speech_like(1.0), AvatarOptions(frames=40))
     assert long.video_frames == 40 and long.audio_windows.shape[1] == 45        # 5 zero frames past a window
 
 
 def test_same_seed_same_clip_other_seed_other_clip(demo, whisper8, model, short):
     sound = speech_like(0.5)
-    # window_latents=5 keeps the reference encode small; the sampling below uses the real window
-    a, b, c = (prepare(demo, whisper8, sound, AvatarOptions(seed=seed), window_latents=5) for seed in (1, 1, 2))
+    a, b, c = (prepare(demo, whisper8, sound, AvatarOptions(seed=seed)) for seed in (1, 1, 2))
     assert a.ref_latents.shape[2] == 5 and torch.equal(a.ref_latents, b.ref_latents)
     assert not torch.equal(a.ref_latents, c.ref_latents)          # a sample of the latent distribution, seeded
     run = lambda seed: sample_avatar_latents(model, short, AvatarOptions(steps=2, seed=seed))
@@ -72,9 +85,9 @@ def test_same_seed_same_clip_other_seed_other_clip(demo, whisper8, model, short)
 def test_the_sound_changes_the_clip_and_silence_is_valid(demo, whisper8, model, short):
     options = AvatarOptions(steps=2, seed=1)
     speech = sample_avatar_latents(model, short, options)
-    quiet_cond = prepare(demo, whisper8, silence(1.0), options)
+    quiet_cond = prepare(demo, whisper8, silence(0.5), options)
     quiet = sample_avatar_latents(model, quiet_cond, options)
-    assert quiet_cond.video_frames == 25 and torch.isfinite(quiet).all()
+    assert quiet_cond.video_frames == 12 and torch.isfinite(quiet).all()
     assert (speech - quiet).abs().max() > 1e-4
 
 
@@ -82,7 +95,7 @@ def test_prompt_prefix_and_plain_text_encoders(demo, whisper8, short):
     cond = short
     plain = encode_avatar_prompt(demo["encoders"], RELEASED_PROMPT_PREFIX + "a person talks to the camera")
     assert torch.equal(cond.positive.states, plain.text_states)   # no vision tower: text only, prefix added
-    bare = prepare(demo, whisper8, speech_like(0.5), add_prompt_prefix=False, window_latents=5)
+    bare = prepare(demo, whisper8, speech_like(0.5), add_prompt_prefix=False)
     assert not torch.equal(bare.positive.states, cond.positive.states)
 
 
@@ -106,7 +119,7 @@ def test_llava_encoder_appends_the_reference_image_tokens(demo):
 def test_face_mask_of_any_size_is_resized_to_the_latent_grid(demo, whisper8):
     mask = torch.zeros(1, 100, 80)
     mask[:, 20:60, 20:60] = 1
-    cond = prepare(demo, whisper8, speech_like(0.5), face_mask=mask, window_latents=5)
+    cond = prepare(demo, whisper8, speech_like(0.5), face_mask=mask)
     assert cond.face_mask.shape == (1, 8, 8) and 0 <= cond.face_mask.min() < cond.face_mask.max() <= 1
 
 
@@ -132,8 +145,9 @@ def test_image_sizes():
 
 
 def test_small_odd_image_is_rounded_to_multiples_of_16(demo, whisper8):
-    cond = prepare(demo, whisper8, speech_like(0.5), image=face_picture(70, 50), window_latents=5)
+    cond = prepare(demo, whisper8, speech_like(0.5), image=face_picture(70, 50))
     assert (cond.height, cond.width) == (64, 48) and cond.ref_latents.shape[-2:] == (8, 6)
+    assert cond.face_mask.shape == (1, 8, 6)
 
 
 def test_generate_avatar_reports_progress(demo, whisper8, model):
@@ -142,3 +156,11 @@ def test_generate_avatar_reports_progress(demo, whisper8, model):
                             "a person talks", AvatarOptions(steps=3, seed=4), callback=events.append, tile=False)
     assert video.shape == (1, 3, 15, 64, 64)
     assert [e.step for e in events if e.stage == "sample"] == [1, 2, 3]
+
+
+def test_vae_moments_mean_is_the_encode_mode(demo):
+    vae = demo["vae"]
+    clip = torch.rand(1, 3, 9, 32, 32) * 2 - 1
+    mean, logvar = vae.encode_moments(clip, tile=False)
+    assert mean.shape == logvar.shape == (1, 4, 3, 4, 4)
+    torch.testing.assert_close(mean, vae.encode(clip, tile=False))

@@ -253,6 +253,9 @@ class ComfyServer:
         src_example = self.comfy_dir / "input" / "example.png"
         if src_example.is_file():
             shutil.copy(src_example, self.input_dir / "example.png")
+        for example in sorted((REPO / "workflows" / "inputs").glob("*")):     # the example workflows' inputs
+            if example.is_file():
+                shutil.copy(example, self.input_dir / example.name)
 
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(SHIM_DIR)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))

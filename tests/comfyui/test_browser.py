@@ -18,7 +18,8 @@ FIXTURES = [FIX / "core_image_ui.json", FIX / "core_conversion_ui.json"]
 # info texts web/hvs.js shows for nodes of a workflow: prompt token counts, the sampler's estimate
 EXPECTED_INFO = {"text_to_video": ("tokens", "latent tokens"), "text_to_video_low_memory": ("tokens", "latent tokens"),
                  "text_to_video_parallel": ("tokens", "latent tokens"),
-                 "video_to_video": ("tokens",), "image_to_video": ("tokens",), "train_lora": ("tokens",)}
+                 "video_to_video": ("tokens",), "image_to_video": ("tokens",), "train_lora": ("tokens",),
+                 "avatar": ("tokens",)}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -78,3 +79,36 @@ def test_missing_node_types_are_reported(load_in_frontend):
     res = load_in_frontend(wf, "missing_node_probe", fresh=True)
     assert res["missing"] == ["HVS_NotARealNode"]
     assert res["dialogText"] and "HVS_NotARealNode" in res["dialogText"]
+
+
+@pytest.mark.parametrize("view", ["litegraph", "vue"])
+def test_load_audio_gets_the_upload_button_and_player_of_core_load_audio(comfyui_server, chromium, view):
+    """Our Load Audio declares audio_upload like core's; on the new front end it gets the same upload button
+    and player (before: the button's set-up threw for want of the player and the node was not created).
+    The old front end has no audio upload and shows the plain list."""
+    import browser
+    from tests.avatar.audio_fixtures import tone, write_wav
+
+    write_wav(comfyui_server.input_dir / "hvs_browser_tone.wav", tone(440, 0.5, 16000), 16000)
+    js = """(() => {
+        const node = LiteGraph.createNode("HVS_LoadAudio");
+        if (!node) return null;
+        app.graph.add(node);
+        node.widgets.find((w) => w.name === "audio").value = "hvs_browser_tone.wav";
+        const names = node.widgets.map((w) => w.name);
+        const player = node.widgets.find((w) => w.name === "audioUI");
+        const saved = node.serialize().widgets_values;
+        app.graph.remove(node);
+        return {names, player: !!player, saved};
+    })()"""
+    new = comfyui_server.flavour.new_frontend
+    with browser.open_frontend(chromium, comfyui_server.url, view=view if new else None) as page:
+        page.evaluate("app.refreshComboInNodes ? app.refreshComboInNodes() : null")
+        res = page.evaluate(js)
+        errors = [e for e in page.js_errors() if "audioUI" in e or "updateUIWidget" in e or "element" in e]
+    assert res is not None, "the front end could not create HVS_LoadAudio"
+    assert not errors, errors
+    assert res["names"][0] == "audio"
+    if new:
+        assert res["player"] and "upload" in res["names"], res
+    assert res["saved"][0] == "hvs_browser_tone.wav"

@@ -10,21 +10,21 @@ from hyvideo_core.errors import InputError
 from hyvideo_core.model import HunyuanVideoTransformer
 from hyvideo_core.variants import VARIANTS
 from tests.avatar.recipe_fixtures import demo, whisper8  # noqa: F401  (fixtures)
-from tests.avatar.recipe_fixtures import face_picture, silence, speech_like, tiny_avatar
+from tests.avatar.recipe_fixtures import SMALL_WINDOW, face_picture, silence, speech_like, tiny_avatar
 
 pytestmark = pytest.mark.robustness
 
-WINDOW = 5    # conditioning is prepared at a small window where the error comes before the sampling window matters
+WINDOW = SMALL_WINDOW["window_latents"]      # 5 latent frames: small reference encodes and model calls
 
 
 @pytest.fixture(scope="module")
 def model():
-    return tiny_avatar()
+    return tiny_avatar(**SMALL_WINDOW)
 
 
 @pytest.fixture(scope="module")
 def cond(demo, whisper8):
-    return prepare(demo, whisper8, speech_like(0.5), window_latents=33)
+    return prepare(demo, whisper8, speech_like(0.5))
 
 
 def prepare(demo, whisper, audio, options=AvatarOptions(), image=None, **kw):
@@ -69,6 +69,17 @@ def test_bad_options_are_a_clear_error(demo, whisper8, options, message):
         prepare(demo, whisper8, speech_like(0.2), options)
 
 
+@pytest.mark.parametrize("changes, message", [
+    (dict(max_text_tokens=0), r"max_text_tokens: expected a whole number >= 2 \(256 as released\), found 0"),
+    (dict(window_latents=1), r"window_latents: expected a whole number >= 2 \(33 as released\), found 1"),
+    (dict(image_size=100), r"image_size: expected None \(keep the size\) or a short side >= 256"),
+], ids=["no_text_tokens", "window_of_one", "image_size_below_presets"])
+def test_bad_settings_are_a_clear_error(demo, whisper8, changes, message):
+    big = torch.rand(1, 300, 300, 3)          # above the smallest preset, so image_size applies
+    with pytest.raises(InputError, match=message):
+        prepare(demo, whisper8, speech_like(0.2), image=big, **changes)
+
+
 @pytest.mark.parametrize("image, message", [
     (torch.rand(64, 64), r"single-channel mask, not an RGB image"),
     (torch.rand(2, 64, 64, 3), r"batch of 2 images"),
@@ -104,16 +115,16 @@ def test_an_avatar_model_sampled_without_its_inputs_names_the_recipe(model):
 
 
 def test_conditioning_for_another_window_names_the_window(model, demo, whisper8):
-    small = prepare(demo, whisper8, speech_like(0.2))
-    with pytest.raises(InputError, match=r"prepared for windows of 5 latent frames but this model samples windows "
-                                         r"of 33; prepare it with window_latents=33"):
-        sample_avatar_latents(model, small, AvatarOptions(steps=1))
+    other = prepare(demo, whisper8, speech_like(0.2), window_latents=9)
+    with pytest.raises(InputError, match=r"prepared for windows of 9 latent frames but this model samples windows "
+                                         r"of 5; prepare it with window_latents=5"):
+        sample_avatar_latents(model, other, AvatarOptions(steps=1))
 
 
 def test_sound_encoded_by_another_whisper_is_named(model, cond):
-    other = type(cond)(**{**cond.__dict__, "audio_windows": torch.zeros(1, 129, 10, 5, 384)})
+    other = type(cond)(**{**cond.__dict__, "audio_windows": torch.zeros(1, 17, 10, 5, 384)})
     with pytest.raises(InputError, match=r"audio_windows: expected \(1, frames, 10, 5, 8\) .* found "
-                                         r"\(1, 129, 10, 5, 384\)"):
+                                         r"\(1, 17, 10, 5, 384\)"):
         sample_avatar_latents(model, other, AvatarOptions(steps=1))
 
 
