@@ -108,6 +108,7 @@ class AppModules:
     modules: Tuple[str, ...]     # checkpoint key prefixes of the app's modules
     loader: str                  # the function that loads such a file, named in errors
     config: Any = None           # the app's sizes (an AvatarConfig for "avatar")
+    extension: str = ""          # "module.function": function(config) -> factory(TransformerConfig) -> Extension
 
 
 @dataclass(frozen=True)

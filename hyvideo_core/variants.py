@@ -35,6 +35,7 @@ _TINY_VAE = VaeConfig(
 AVATAR_MODULES = ("ref_in", "before_proj", "audio_proj", "motion_exp", "motion_pose", "fps_proj",
                   "audio_adapter_blocks")
 AVATAR_LOADER = "hyvideo_core.apps.avatar.load_avatar_transformer"
+AVATAR_EXTENSION = "hyvideo_core.apps.avatar.avatar_extension"
 
 _AVATAR = AvatarConfig(whisper_dim=384, whisper_layers=5, audio_window=10, audio_hidden=1024, tokens_per_frame=4,
                        adapter_dim=1024, adapter_after=tuple(range(1, 20, 2)))
@@ -69,7 +70,7 @@ VARIANTS: Dict[str, VariantSpec] = {
                         "adapters, motion/fps embeddings), no guidance input",
             transformer=_T2V_720P,
             sampler=SamplerDefaults(steps=50, shift=5.0, embedded_guidance=None, cfg_scale=7.5),
-            app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _AVATAR),
+            app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _AVATAR, AVATAR_EXTENSION),
         ),
         VariantSpec(
             name="tiny",
@@ -99,7 +100,7 @@ VARIANTS: Dict[str, VariantSpec] = {
             vae=_TINY_VAE,
             sampler=SamplerDefaults(steps=8, shift=5.0, embedded_guidance=None, cfg_scale=7.5),
             is_test_variant=True,
-            app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _TINY_AVATAR),
+            app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _TINY_AVATAR, AVATAR_EXTENSION),
         ),
     )
 }
@@ -156,7 +157,7 @@ for _spec in (
         transformer=replace(_TOY, guidance_embed=False), vae=_TOY_VAE,
         sampler=SamplerDefaults(steps=16, shift=3.0, embedded_guidance=None, cfg_scale=4.0),
         is_test_variant=True,
-        app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _TOY_AVATAR),
+        app=AppModules("avatar", AVATAR_MODULES, AVATAR_LOADER, _TOY_AVATAR, AVATAR_EXTENSION),
     ),
 ):
     VARIANTS[_spec.name] = _spec

@@ -8,24 +8,30 @@ audio windows of zeros), beside caption dropout.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Mapping
+import importlib
+from typing import Dict, Mapping, Tuple
 
 import torch
 
 from ..errors import InputError
 
 
-def _avatar_factory(spec):
-    from ..apps.avatar import avatar_extension
+def extension_of(name: str, spec):
+    """The extension ``name`` of variant ``spec``, built from the function its registry entry names (the
+    trainer knows no application: the variant says which of its modules form the extension)."""
+    if spec.app is None or spec.app.app != name or not spec.app.extension:
+        raise InputError(f"extension {name!r} needs a variant that carries it (e.g. toy-avatar for 'avatar'); "
+                         f"{spec.name!r} has {'no application modules' if spec.app is None else spec.app.app!r}")
+    module, function = spec.app.extension.rsplit(".", 1)
+    factory = getattr(importlib.import_module(module), function)
+    return factory(spec.app.config)(spec.transformer)
 
-    if spec.app is None or spec.app.app != "avatar":
-        raise InputError(f"extension 'avatar' needs an avatar variant (e.g. toy-avatar); {spec.name!r} has no avatar "
-                         f"modules")
-    return avatar_extension(spec.app.config)(spec.transformer)
 
+def known_extensions() -> Tuple[str, ...]:
+    """Names of the extensions some registered variant carries."""
+    from ..variants import VARIANTS
 
-# name -> f(variant spec) -> Extension, installed on the trained model
-EXTENSION_FACTORIES: Dict[str, Callable] = {"avatar": _avatar_factory}
+    return tuple(sorted({s.app.app for s in VARIANTS.values() if s.app is not None and s.app.extension}))
 
 
 def install_training_extension(model, cfg) -> tuple:
@@ -35,7 +41,7 @@ def install_training_extension(model, cfg) -> tuple:
 
     if not cfg.extension:
         return ()
-    extension = install_extension(model, EXTENSION_FACTORIES[cfg.extension](get_variant(cfg.variant)))
+    extension = install_extension(model, extension_of(cfg.extension, get_variant(cfg.variant)))
     return tuple(f"{name}." for name in extension.modules())
 
 

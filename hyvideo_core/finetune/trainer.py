@@ -35,7 +35,7 @@ from .checkpoint import (LEGACY_STATE_FILE, STATE_FILE, CheckpointFolder, legacy
                          save_training_state)
 from .data import BucketBatchSampler, CachedDataset, collate
 from .ema import EMA
-from .extensions import (EXTENSION_FACTORIES, check_batch_extras, drop_extras, install_training_extension,
+from .extensions import (check_batch_extras, drop_extras, install_training_extension, known_extensions,
                          param_groups, train_only_extensions)
 from .flow import flow_matching_loss, noisy_latents, sample_sigmas, velocity_target
 from .lora import DEFAULT_TARGETS
@@ -131,8 +131,8 @@ class TrainConfig:
             raise InputError("guided_target and distill_teacher both set the target; choose one")
         if self.trainable not in ("all", "extension"):
             raise InputError(f"trainable must be 'all' or 'extension'; found {self.trainable!r}")
-        if self.extension is not None and self.extension not in EXTENSION_FACTORIES:
-            raise InputError(f"unknown extension {self.extension!r}; known: {sorted(EXTENSION_FACTORIES)}")
+        if self.extension is not None and self.extension not in known_extensions():
+            raise InputError(f"unknown extension {self.extension!r}; known: {list(known_extensions())}")
         if self.trainable == "extension" and (self.extension is None or self.mode != "full"):
             raise InputError("trainable 'extension' trains an installed extension's modules: set extension (e.g. "
                              "'avatar') and mode 'full'")

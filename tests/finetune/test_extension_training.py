@@ -161,7 +161,7 @@ def test_exact_resume_of_an_extension_run(avatar_cache, tmp_path, base_file):
 
 @pytest.mark.parametrize("kw,match", [
     (dict(extension=None), "set the training option extension"),
-    (dict(extension="avatar", variant="tiny"), "needs an avatar variant"),
+    (dict(extension="avatar", variant="tiny"), "needs a variant that carries it"),
     (dict(extra_dropout={"audio_windows": 1.5}), "probability"),
     (dict(extension=None, trainable="extension"), "trainable 'extension'"),
     (dict(extension="pose"), "unknown extension"),
