@@ -6,17 +6,15 @@ The toy avatar samples windows of 5 latent frames (17 video frames) moving by 2 
 sound (syllable loudness envelope on a voiced buzz) made longer than the training clips; the reference is that
 clip's shape at rest. A seam is a jump between two consecutive frames where two windows of the last step meet:
 per clip, the frame difference there is compared with the median frame difference inside the windows (the talking
-moves the picture every frame, so that median is not zero), and the worst boundary's ratio is the clip's. The
-early toy weights jitter by 2-3 grey levels per frame, so one clip's ratio is noisy; the test takes the median over
-six held-out clips.
+moves the picture every frame, so that median is not zero), and the worst boundary's ratio must stay within 1.5,
+for each of six held-out clips.
 
-Measured while writing this test (early toy weights, 16 steps): with the released shifting windows the clips give
-0.75, 0.93, 1.71, 1.55, 2.29, 0.71 (median 1.24); the same sampler with the windows held still (window_shift 0,
-every step's windows meeting at the same frames) gives 1.52, 0.98, 2.2, 2.42, 2.11, 0.95 (median 1.81), which this
-test rejects.
+Measured while writing this test (trained toy weights of 2026-12-08, 16 steps, the face box as the mask): with the
+released shifting windows the six clips' worst ratios are 1.34, 1.39, 0.83, 1.27, 1.26, 1.10; the same sampler
+with the windows held still (window_shift 0: every step's windows meet at the same frames) gives 1.40, 1.40, 1.07,
+1.56, 2.20, 1.28, which this test rejects.
 
-Slow (six clips of 16 steps x 3 windows x 2 branches: about 30 s on an idle 2-core CPU, minutes on a busy one):
-``python -m pytest -m slow tests/avatar/test_avatar_long_audio.py``."""
+Six clips of 16 steps x 3 windows x 2 branches: about 10 s on an idle 2-core CPU."""
 from dataclasses import replace
 
 import numpy as np
@@ -45,7 +43,8 @@ def kit():
 
 
 def long_talking(index: int, frames: int = FRAMES):
-    """(caption, 16 kHz sound of ``frames`` frames, uint8 reference) of held-out talking spec ``index``."""
+    """(caption, 16 kHz sound of ``frames`` frames, uint8 reference, face box MASK) of held-out talking spec
+    ``index``."""
     from hyvideo_core.toy import talking
 
     spec = replace(talking.talking_spec(talking.HELDOUT_SEED, index), frames=frames)
@@ -54,7 +53,12 @@ def long_talking(index: int, frames: int = FRAMES):
                                          talking.SAMPLE_RATE)
     sound = talking._speech(rng, spec, envelope)
     reference = talking._render(spec, np.asarray([talking.REST_SCALE]))[0]
-    return spec.caption, sound, reference
+    # the face box as the talking clips draw it: the shape's full size and one pixel around
+    half = spec.size / 2 + 1
+    (x, y), mask = spec.centre, torch.zeros(1, spec.height, spec.width)
+    top, left = max(0, int(np.floor(y - half))), max(0, int(np.floor(x - half)))
+    mask[:, top:int(np.ceil(y + half)), left:int(np.ceil(x + half))] = 1
+    return spec.caption, sound, reference, mask
 
 
 def frame_differences(video: torch.Tensor) -> np.ndarray:
@@ -72,18 +76,17 @@ def boundary_pairs(plan, step: int, frames: int, frames_per_latent: int = 4):
 
 
 def generate_long(kit, index: int):
-    caption, sound, reference = long_talking(index)
+    caption, sound, reference, mask = long_talking(index)
     audio = {"waveform": torch.from_numpy(sound)[None, None], "sample_rate": 16000}
     # the toy avatar's own sampling (hyvideo_core/toy/avatar_eval.py): 16 steps, shift 3, plain CFG 4 against the
-    # empty caption, 32 text tokens, no released prompt prefix
+    # empty caption, 32 text tokens, no released prompt prefix, the face box as the mask
     options = AvatarOptions(steps=16, shift=3.0, cfg_scale=4.0, seed=index, released_schedule=False)
     cond = prepare_avatar(kit.vae, kit.encoders, kit.whisper, reference, audio, caption, options,
-                          negative_prompt="", add_prompt_prefix=False, max_text_tokens=32)
+                          negative_prompt="", add_prompt_prefix=False, max_text_tokens=32, face_mask=mask)
     latents = sample_avatar_latents(kit.transformer, cond, options)
     return sound, cond, decode_avatar(kit.vae, latents, cond, tile=False), options
 
 
-@pytest.mark.slow
 def test_long_toy_clips_have_no_seam_and_the_sound_length(kit):
     ext = find_extension(kit.transformer, AvatarExtension)
     worst = []
@@ -97,4 +100,4 @@ def test_long_toy_clips_have_no_seam_and_the_sound_length(kit):
         assert seams == [16, 36]
         diffs = frame_differences(video)
         worst.append(float((diffs[seams] / np.median(np.delete(diffs, seams))).max()))
-    assert np.median(worst) <= SEAM_RATIO, np.round(worst, 2).tolist()
+    assert max(worst) <= SEAM_RATIO, np.round(worst, 2).tolist()

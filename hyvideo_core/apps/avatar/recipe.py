@@ -13,7 +13,6 @@ a talking clip exactly as long as the sound.
 from __future__ import annotations
 
 import contextlib
-import logging
 import math
 import numbers
 from dataclasses import dataclass
@@ -31,12 +30,10 @@ from ...sampling.schedules import flow_sigmas
 from ...text_encoders.llava_image import as_rgb_image
 from .audio import _step as _audio_step
 from .audio import audio_windows_for
+from .extension import RELEASED_MOTION_EXP, RELEASED_MOTION_POSE, AvatarExtension
 from .face import face_mask_for
 from .frame_cache import FrameCache
-from .extension import RELEASED_MOTION_EXP, RELEASED_MOTION_POSE, AvatarExtension
 from .schedule import CfgStep, cfg_step, noise_latents, padded_audio_frames, window_plan
-
-log = logging.getLogger(__name__)
 
 RELEASED_PROMPT_PREFIX = "Authentic, Realistic, Natural, High-quality, Lens-Fixed, "
 RELEASED_NEGATIVE_PROMPT = ("Aerial view, aerial view, overexposed, low quality, deformation, a poor composition, "
@@ -376,7 +373,8 @@ def generate_avatar(transformer, vae, encoders, whisper, image, audio, prompt: s
                     options: AvatarOptions = AvatarOptions(), *, callback: Optional[ProgressCallback] = None,
                     tile=None, **kw) -> torch.Tensor:
     """A talking clip (1, 3, F, H, W) in [-1, 1] on the CPU, F = the sound's length at ``options.fps``.
-    ``kw`` go to :func:`prepare_avatar` (negative_prompt, face_mask, add_prompt_prefix, image_size)."""
+    ``kw`` go to :func:`prepare_avatar` (negative_prompt, face_mask, face_detector, add_prompt_prefix, image_size,
+    max_text_tokens); the window is the model's."""
     ext = _avatar_of(transformer)
     kw.setdefault("window_latents", ext.avatar.window_latents)
     cond = prepare_avatar(vae, encoders, whisper, image, audio, prompt, options, **kw)
