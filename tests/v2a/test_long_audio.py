@@ -22,6 +22,16 @@ SR = 300                          # tiny DAC: hop 6 -> 50 latent frames per seco
 CFG = get_foley_variant("foley-tiny").model
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Hundreds of calls on tiny tensors: a second thread only adds synchronisation (and, on a loaded
+    machine, waits for a core), so these tests run single-threaded."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
@@ -169,15 +179,15 @@ def test_twelve_minutes_keep_the_model_and_the_decoder_at_window_size(model, vae
     try:
         with torch.no_grad():
             latents = sample_long_audio_latents(model, long_audio_noise(frames, CFG.audio_latent_dim, seed=8), cond,
-                                                negative, steps=1, cfg_scale=1.0, window_frames=WINDOW,
-                                                overlap_frames=OVERLAP)
+                                                negative, steps=1, cfg_scale=1.0, window_frames=480,
+                                                overlap_frames=96)
             audio = decode_audio(vae, latents, seconds, chunk_frames=500)
     finally:
         for h in handles:
             h.remove()
     assert audio.shape[-1] == seconds * SR
-    assert seen["model"] <= WINDOW + 16
-    assert seen["decoder"] <= 500 + 2 * vae.config.decoder_context_frames()
+    assert 0 < seen["model"] <= 480 + 16
+    assert 0 < seen["decoder"] <= 500 + 2 * vae.config.decoder_context_frames()
 
 
 def test_bad_lengths_are_refused_clearly(model, vae):
