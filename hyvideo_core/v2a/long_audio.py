@@ -119,6 +119,26 @@ def window_conditions(cond: FoleyConditions, window: AudioWindow, total_frames: 
                            cond.text_states)
 
 
+FEATURE_DURATION_SLACK_SECONDS = 1.0   # frame picking and whole segments round each stream a little
+
+
+def check_feature_durations(cond: FoleyConditions, audio_frames: int, audio_rate: int,
+                            tokens_per_segment: int) -> None:
+    """The windows slice the features in proportion to the latents, so both must cover the same
+    video: SigLIP2 frames at 8 fps and Synchformer segments (0.32 s apart, 0.64 s long) against
+    the latents at ``audio_rate``. Features sampled with the release's 15 s cap against a longer
+    clip's latents would otherwise be stretched silently."""
+    seconds = audio_frames / audio_rate
+    visual = cond.visual_features.shape[1] / 8.0
+    sync = (cond.sync_features.shape[1] // tokens_per_segment + 1) * 8 / 25.0   # (S - 1)·stride + 16 frames
+    for what, covered in (("SigLIP2 features (8 fps)", visual), ("Synchformer features (25 fps)", sync)):
+        if abs(covered - seconds) > FEATURE_DURATION_SLACK_SECONDS:
+            raise InputError(f"the {what} cover {covered:.2f} s of video but the audio latents {seconds:.2f} s "
+                             f"({audio_frames} frames at {audio_rate}/s); extract the features from the whole video "
+                             f"(frame sampling caps at 15 s by default: raise max_seconds) or generate latents for "
+                             f"the features' duration")
+
+
 def long_audio_noise(frames: int, channels: int, seed: int, batch: int = 1) -> torch.Tensor:
     """(batch, channels, frames) standard normal noise drawn frame by frame (time-major), so the
     noise of the first N frames is the same whatever the total length or the window layout."""
@@ -146,6 +166,7 @@ def sample_long_audio_latents(model: HunyuanVideoFoley, noise: torch.Tensor, con
     window_frames = int(window_frames or round(RELEASED_WINDOW_SECONDS * rate))
     overlap_frames = int(overlap_frames or round(DEFAULT_OVERLAP_SECONDS * rate))
     total = noise.shape[2]
+    check_feature_durations(cond, total, rate, cfg.sync_tokens_per_segment)
     windows = plan_audio_windows(total, window_frames, overlap_frames, grid)
     weights = [w.to(noise.device) for w in blend_weights(windows)]
     seg = cfg.sync_tokens_per_segment
