@@ -57,41 +57,42 @@ def samples_for(duration_seconds: float, sample_rate: int) -> int:
 
 def plan_audio_windows(total_frames: int, window_frames: int, overlap_frames: int,
                        grid: int = SYNC_GRID_FRAMES) -> List[AudioWindow]:
-    """Windows of ``window_frames`` covering ``total_frames`` with at least ``overlap_frames``
-    shared between neighbours (evenly spread, starts on multiples of ``grid``; the last one
-    ends at the end). Only neighbours overlap, so each latent frame is in one or two windows."""
+    """Windows of ``window_frames`` covering ``total_frames``, neighbours sharing at least
+    ``overlap_frames - grid`` (evenly spread, starts on multiples of ``grid``; the last one ends at
+    the end, up to ``grid`` frames longer). On short clips more than two windows may overlap a frame;
+    the blend normalises by the summed weights."""
     if total_frames < 1:
         raise InputError(f"there are no audio frames to generate (total_frames={total_frames}); the video is empty")
     if total_frames <= window_frames:
         return [AudioWindow(0, total_frames)]
-    if not (2 * grid <= overlap_frames <= window_frames // 2 - grid):
-        raise InputError(f"overlap_frames must be between {2 * grid} and {window_frames // 2 - grid} latent frames for "
+    if not (2 * grid <= overlap_frames <= window_frames - 2 * grid):
+        raise InputError(f"overlap_frames must be between {2 * grid} and {window_frames - 2 * grid} latent frames for "
                          f"windows of {window_frames}; found {overlap_frames}")
     stride = window_frames - overlap_frames
     count = -(-(total_frames - window_frames) // stride) + 1
     span = total_frames - window_frames
-    starts = [(round(k * span / (count - 1)) // grid) * grid for k in range(count)]
+    # snapping can make the last start equal the one before (a clip a few frames over one window)
+    starts = sorted({(round(k * span / (count - 1)) // grid) * grid for k in range(count)})
     windows = [AudioWindow(s, s + window_frames) for s in starts[:-1]] + [AudioWindow(starts[-1], total_frames)]
     for prev, nxt in zip(windows, windows[1:]):
-        assert nxt.start < prev.end, "neighbouring windows must overlap"
-    for a, c in zip(windows, windows[2:]):
-        assert c.start >= a.end, "only neighbouring windows may overlap"
+        assert prev.start < nxt.start < prev.end, "neighbouring windows must overlap"
     return windows
 
 
 def blend_weights(windows: Sequence[AudioWindow]) -> List[torch.Tensor]:
-    """Per window, a weight per latent frame: 1 inside, raised-cosine ramps across each overlap
-    (the two ramps of one overlap sum to 1), so the averaged velocity moves smoothly from one
-    window's prediction to the next."""
+    """Per window, a weight per latent frame: 1 inside, raised-cosine ramps across its overlap with
+    each neighbour (where exactly two windows meet, the two ramps sum to 1), so the averaged
+    velocity moves smoothly from one window's prediction to the next. Every weight is > 0."""
     weights = []
     for k, w in enumerate(windows):
-        weight = torch.ones(w.end - w.start, dtype=torch.float32)
+        length = w.end - w.start
+        weight = torch.ones(length, dtype=torch.float32)
         if k > 0:
-            n = windows[k - 1].end - w.start
+            n = min(windows[k - 1].end - w.start, length // 2)
             weight[:n] = _ramp(n)
         if k + 1 < len(windows):
-            n = w.end - windows[k + 1].start
-            weight[len(weight) - n:] = _ramp(n).flip(0)
+            n = min(w.end - windows[k + 1].start, length // 2)
+            weight[length - n:] = torch.minimum(weight[length - n:], _ramp(n).flip(0))
         weights.append(weight)
     return weights
 

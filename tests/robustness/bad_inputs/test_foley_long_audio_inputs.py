@@ -42,7 +42,7 @@ def sample(model, frames, cond, negative=None, **kw):
 CASES = {
     "empty_video_no_frames": (lambda m, v: lambda: plan_audio_windows(0, 96, 32), r"no audio frames .* the video is empty"),
     "overlap_too_small": (lambda m, v: lambda: plan_audio_windows(1000, 96, 16), r"overlap_frames must be between 32"),
-    "overlap_too_large": (lambda m, v: lambda: plan_audio_windows(1000, 96, 60), r"overlap_frames must be between 32 and 32"),
+    "overlap_too_large": (lambda m, v: lambda: plan_audio_windows(1000, 96, 70), r"overlap_frames must be between 32 and 64"),
     "zero_duration": (lambda m, v: lambda: latent_frames_for(0.0, 300, 6), r"positive number of seconds; found 0.0"),
     "negative_duration": (lambda m, v: lambda: latent_frames_for(-2.0, 300, 6), r"positive number of seconds"),
     "nan_duration": (lambda m, v: lambda: latent_frames_for(math.nan, 300, 6), r"positive number of seconds"),
