@@ -190,3 +190,11 @@ def test_twelve_minutes_keep_the_model_and_the_decoder_at_window_size(model, vae
     assert audio.shape[-1] == seconds * SR
     assert 0 < seen["model"] <= 480 + 16
     assert 0 < seen["decoder"] <= 500 + 2 * vae.config.decoder_context_frames()
+
+
+def test_every_clip_length_gets_a_valid_plan():
+    for window, overlap in ((96, 32), (96, 64), (750, 150)):
+        for total in range(1, 3000):
+            windows = plan_audio_windows(total, window, overlap)       # asserts neighbours overlap in order
+            assert windows[0].start == 0 and windows[-1].end == total
+            assert max(w.end - w.start for w in windows) <= window + 16
