@@ -102,7 +102,7 @@ def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmu
     if scheme not in SCHEMES:
         raise ValueError(f"unknown quantisation scheme {scheme!r}; supported: {', '.join(SCHEMES)} "
                          f"(GGUF files are quantised already: load them with load_transformer)")
-    done = skipped = 0
+    done = skipped = convs = 0
     for name, layer in _block_layers(model):
         weight = layer.weight
         if isinstance(layer, nn.Conv1d):
@@ -114,6 +114,7 @@ def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmu
             set_fp8_scale(layer, scale.to(q.device))
             layer.__class__ = _fp8_conv_class(type(layer))
             done += 1
+            convs += 1
             continue
         if type(layer) not in (nn.Linear, CastLinear, FP8Linear) or not weight.dtype.is_floating_point \
                 or weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
@@ -128,5 +129,6 @@ def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmu
         layer.__class__ = FP8Linear
         layer.fp8_matmul = fp8_matmul
         done += 1
-    log.info("quantize_transformer(%s): %d block layers quantised, %d skipped", scheme, done, skipped)
+    log.info("quantize_transformer(%s): %d block linears quantised, %d skipped%s", scheme, done - convs, skipped,
+             f", {convs} block Conv1d quantised" if convs else "")
     return {"quantized": done, "skipped": skipped}
