@@ -49,8 +49,9 @@ def cast_weights_on_the_fly(model: nn.Module, compute_dtype: torch.dtype) -> nn.
                 weight.dtype != compute_dtype or getattr(module, "scale_weight", None) is not None):
             module.__class__ = cast_cls
         for name, param in module.named_parameters(recurse=False):
-            if name == "weight" and isinstance(module, tuple(_CASTING)):
-                continue  # the big tensors stay in their storage dtype
+            if name == "weight" and (isinstance(module, tuple(_CASTING)) or
+                                     getattr(module, "scale_weight", None) is not None):
+                continue  # the big tensors stay in their storage dtype (fp8 ones dequantise with their scale)
             if param.dtype != compute_dtype:
                 setattr(module, name, nn.Parameter(param.detach().to(compute_dtype), requires_grad=param.requires_grad))
     return model

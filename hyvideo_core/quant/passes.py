@@ -2,7 +2,8 @@
 
 The official fp8 recipe (``hyvideo/modules/fp8_optimization.py``, and ComfyUI's ``fp8_scaled``
 files): only the Linear layers inside the double and single blocks are stored as float8 e4m3fn
-with one absmax scale per tensor; embedders, the token refiner, modulation outside blocks and
+with one absmax scale per tensor (models whose blocks hold 1-D convolutions, the Foley DiT's
+conv FFNs, get those stored the same way, dequantised before the convolution); embedders, the token refiner, modulation outside blocks and
 the final layer stay in high precision. The result is numerically the same model that loading an
 official/ComfyUI fp8-scaled file gives.
 
@@ -68,23 +69,53 @@ class FP8Linear(CastLinear):
         return y.to(x.dtype).reshape(*shape[:-1], self.out_features)
 
 
-def _block_linears(model: nn.Module):
+class FP8Conv1d:
+    """Mixed into a block's Conv1d class (keeping its own forward, e.g. a channels-last one): the
+    fp8 weight is dequantised with its ``scale_weight`` in the input's dtype before convolving."""
+
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias):
+        weight = weight.to(x.dtype) * self.scale_weight.to(x.dtype)
+        return super()._conv_forward(x, weight, None if bias is None else bias.to(x.dtype))
+
+
+_FP8_CONV_CLASSES: Dict[type, type] = {}
+
+
+def _fp8_conv_class(cls: type) -> type:
+    if issubclass(cls, FP8Conv1d):
+        return cls
+    if cls not in _FP8_CONV_CLASSES:
+        _FP8_CONV_CLASSES[cls] = type(f"FP8{cls.__name__}", (FP8Conv1d, cls), {})
+    return _FP8_CONV_CLASSES[cls]
+
+
+def _block_layers(model: nn.Module):
     prefixes = tuple(f"{name}." for name in block_lists(model))
     for name, module in model.named_modules():
-        if name.startswith(prefixes) and isinstance(module, nn.Linear):
+        if name.startswith(prefixes) and isinstance(module, (nn.Linear, nn.Conv1d)):
             yield name, module
 
 
 def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmul: bool = True) -> Dict[str, int]:
-    """Quantise the block Linear weights of ``model`` in place; returns {"quantized": n, "skipped": m}.
-
-    Layers already stored in fp8 or GGUF are left alone (counted as skipped)."""
+    """Quantise the block Linear (and Conv1d) weights of ``model`` in place; returns
+    {"quantized": n, "skipped": m}. Layers already stored in fp8 or GGUF are left alone (counted as skipped)."""
     if scheme not in SCHEMES:
         raise ValueError(f"unknown quantisation scheme {scheme!r}; supported: {', '.join(SCHEMES)} "
                          f"(GGUF files are quantised already: load them with load_transformer)")
-    done = skipped = 0
-    for name, layer in _block_linears(model):
+    done = skipped = convs = 0
+    for name, layer in _block_layers(model):
         weight = layer.weight
+        if isinstance(layer, nn.Conv1d):
+            if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) or not weight.dtype.is_floating_point:
+                skipped += 1
+                continue
+            q, scale = quantize_fp8(weight.detach())
+            layer.weight = nn.Parameter(q, requires_grad=False)
+            set_fp8_scale(layer, scale.to(q.device))
+            layer.__class__ = _fp8_conv_class(type(layer))
+            done += 1
+            convs += 1
+            continue
         if type(layer) not in (nn.Linear, CastLinear, FP8Linear) or not weight.dtype.is_floating_point \
                 or weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
             if isinstance(layer, FP8Linear) or weight.dtype == torch.float8_e4m3fn:
@@ -98,5 +129,6 @@ def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmu
         layer.__class__ = FP8Linear
         layer.fp8_matmul = fp8_matmul
         done += 1
-    log.info("quantize_transformer(%s): %d block linears quantised, %d skipped", scheme, done, skipped)
+    log.info("quantize_transformer(%s): %d block linears quantised, %d skipped%s", scheme, done - convs, skipped,
+             f", {convs} block Conv1d quantised" if convs else "")
     return {"quantized": done, "skipped": skipped}

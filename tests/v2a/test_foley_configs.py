@@ -99,8 +99,8 @@ def test_declared_block_lists_drive_fp8_and_block_swap():
     torch.testing.assert_close(swapped, reference, rtol=0, atol=0)
     counts = quantize_transformer(model, "fp8_e4m3fn", fp8_matmul=False)
     # per triple block 15 Linear (2 mod, 2 qkv, 2 self proj, 2 cross q, text kv, 2 cross proj, 4 MLP);
-    # per single block 2 (modulation, qkv; its output projection and FFN are convolutions)
-    assert counts == {"quantized": 2 * 15 + 2 * 2, "skipped": 0}
+    # per single block 2 Linear (modulation, qkv) + 4 Conv1d (output projection, the FFN's w1, w2, w3)
+    assert counts == {"quantized": 2 * 15 + 2 * (2 + 4), "skipped": 0}
     with torch.no_grad():
         quantized = model(*inputs)
     assert (quantized - reference).abs().max() < 0.1 * reference.abs().max()
