@@ -1,36 +1,16 @@
 """Sound in a real ComfyUI server: Load Audio (HVS) gives core AUDIO without torchaudio, Save Video muxes it
 as AAC fitted to the video; bad sound files are clear errors."""
-import json
-import re
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import server as harness
+from workflow_files import api, mp4_streams
 from hyvideo_core.audio_io import load_audio_channels
 from hyvideo_core.video_io import read_video
 
-REPO = Path(__file__).resolve().parents[2]
 SMALL = {"5": {"width": 64, "height": 64, "frames": 9}, "6": {"steps": 2}, "8": {"fps": 12.0}}
 TONE = "hvs_test_tone.wav"
-
-
-def api(name: str, **overrides) -> dict:
-    wf = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
-    for node_id, inputs in overrides.items():
-        wf[node_id]["inputs"].update(inputs)
-    return wf
-
-
-def mp4_streams(path):
-    """(video codecs, audio codecs) as imageio-ffmpeg's ffmpeg lists them (no ffprobe needed)."""
-    import imageio_ffmpeg
-
-    text = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                          capture_output=True, text=True, timeout=60).stderr
-    return (re.findall(r"Stream #\d+:\d+.*?: Video: (\w+)", text), re.findall(r"Stream #\d+:\d+.*?: Audio: (\w+)", text))
 
 
 @pytest.fixture(scope="module")

@@ -1,38 +1,19 @@
 """Talking-avatar nodes inside a real ComfyUI server: workflows/api/avatar.json runs on the embedded toy avatar
 and toy Whisper and saves an mp4 whose AAC sound track is as long as the video, which is as long as the
 speech; a text-to-video model given avatar conditioning, and the reverse, are clear errors."""
-import json
-import re
-import subprocess
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 import server as harness
+from workflow_files import REPO, api, mp4_streams
 from hyvideo_core.audio_io import load_audio_channels
 from hyvideo_core.video_io import read_video
 
-REPO = Path(__file__).resolve().parents[2]
 AVATAR_NODES = ["HVS_AudioEncoderLoader", "HVS_AvatarConditioning", "HVS_LoadAudio"]
 SPEECH = REPO / "workflows" / "inputs" / "hvs_avatar_speech.wav"
 FAST = {"6": {"steps": 3}}
 TOY = "[embedded] toy world"
-
-
-def api(name: str, **overrides) -> dict:
-    wf = json.loads((REPO / "workflows" / "api" / f"{name}.json").read_text())
-    for node_id, inputs in overrides.items():
-        wf[node_id]["inputs"].update(inputs)
-    return wf
-
-
-def mp4_streams(path):
-    import imageio_ffmpeg
-
-    text = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
-                          capture_output=True, text=True, timeout=60).stderr
-    return (re.findall(r"Stream #\d+:\d+.*?: Video: (\w+)", text), re.findall(r"Stream #\d+:\d+.*?: Audio: (\w+)", text))
 
 
 def saved_video(server, result):
