@@ -92,24 +92,22 @@ class TransformerSource:
         return (self.path,) + tuple(p for p, _ in self.loras)
 
 
-def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optional[torch.dtype] = None,
-                        attention_backend: Optional[str] = None, memory: Optional[MemoryOptions] = None,
-                        extensions=()):
-    """``load_transformer`` (with ``extensions``, e.g. the avatar's) followed by the memory passes in ``memory``."""
+def load_with_memory_passes(load, device: torch.device, dtype: Optional[torch.dtype],
+                            attention_backend: Optional[str], memory: "MemoryOptions", what: str = "the model"):
+    """``load(device)`` a model with block lists (the video transformer, Foley), then fp8 and block swap as
+    ``memory`` asks. With block swap the model is loaded on the CPU and only the resident part moves to
+    ``device``."""
     from ..attention import resolve_backend
-    from ..checkpoints.load import default_compute_dtype, load_transformer
+    from ..checkpoints.load import default_compute_dtype
     from ..model.block_lists import all_blocks
     from ..quant.cast import cast_weights_on_the_fly
     from .offload import enable_block_swap, plan_block_swap, plan_for
 
-    memory = memory or MemoryOptions()
-    device = torch.device(device)
     # Swapping to the CPU's own RAM saves nothing; to disk it does.
     swap = memory.block_swap != "off" and (device.type != "cpu" or memory.store == "disk")
     if memory.block_swap != "off" and not swap:
-        log.info("block swap off: the model already runs from CPU memory (choose store='disk' to page blocks)")
-    model = load_transformer(path, device="cpu" if swap else device, dtype=dtype, attention_backend=attention_backend,
-                             extensions=extensions)
+        log.info("block swap off: %s already runs from CPU memory (choose store='disk' to page blocks)", what)
+    model = load("cpu" if swap else device)
     if swap and device.type != "cpu":
         # loaded on the CPU so swapped blocks never touch the device: set the device's compute dtype
         weights = [m.weight for b in all_blocks(model) for m in b.modules() if isinstance(m, torch.nn.Linear)]
@@ -126,6 +124,21 @@ def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optiona
         plan = (plan_block_swap(model, int(memory.weights_budget_gb * GIB)) if memory.block_swap == "auto"
                 else plan_for(model, memory.swap_double, memory.swap_single))
         model.block_swap = enable_block_swap(model, plan, device, store=memory.store)
+    return model
+
+
+def prepare_transformer(path, device: str | torch.device = "cpu", dtype: Optional[torch.dtype] = None,
+                        attention_backend: Optional[str] = None, memory: Optional[MemoryOptions] = None,
+                        extensions=()):
+    """``load_transformer`` (with ``extensions``, e.g. the avatar's) followed by the memory passes in ``memory``."""
+    from ..checkpoints.load import load_transformer
+
+    memory = memory or MemoryOptions()
+    device = torch.device(device)
+    model = load_with_memory_passes(
+        lambda on: load_transformer(path, device=on, dtype=dtype, attention_backend=attention_backend,
+                                    extensions=extensions),
+        device, dtype, attention_backend, memory)
     if memory.compile:
         from .compile import compile_blocks, compile_unavailable
 

@@ -16,12 +16,8 @@ from typing import Optional
 
 import torch
 
-from ..attention import resolve_backend
-from ..checkpoints.load import default_compute_dtype
-from ..model.block_lists import all_blocks
-from ..quant.cast import cast_weights_on_the_fly
-from ..runtime.offload import GiB, OffloadPlan, enable_block_swap, plan_block_swap, plan_for
-from ..runtime.options import MemoryOptions
+from ..runtime.offload import OffloadPlan, plan_block_swap, plan_for
+from ..runtime.options import MemoryOptions, load_with_memory_passes
 from .config import FoleyConfig
 from .load import load_foley
 
@@ -77,24 +73,10 @@ def prepare_foley(path: str | os.PathLike, device: str | torch.device = "cpu", d
     the resident part moves to ``device``."""
     memory = memory or MemoryOptions()
     device = torch.device(device)
-    swap = memory.block_swap != "off" and (device.type != "cpu" or memory.store == "disk")
-    if memory.block_swap != "off" and not swap:
-        log.info("block swap off: the Foley model already runs from CPU memory (choose store='disk' to page blocks)")
-    model = load_foley(path, device="cpu" if swap else device, dtype=dtype, attention_backend=attention_backend)
-    if swap and device.type != "cpu":
-        weights = [m.weight for b in all_blocks(model) for m in b.modules() if isinstance(m, torch.nn.Linear)]
-        compute = dtype or default_compute_dtype(device, weights[0].dtype if weights else torch.bfloat16)
-        cast_weights_on_the_fly(model, compute)
-        model.compute_dtype = compute
-        model.attention_backend = resolve_backend(attention_backend, device)
-    if memory.quantize != "none":
-        from ..quant.passes import quantize_transformer
-
-        quantize_transformer(model, memory.quantize)
-    if swap:
-        plan = (plan_block_swap(model, int(memory.weights_budget_gb * GiB)) if memory.block_swap == "auto"
-                else plan_for(model, memory.swap_double, memory.swap_single))
-        model.block_swap = enable_block_swap(model, plan, device, store=memory.store)
+    model = load_with_memory_passes(
+        lambda on: load_foley(path, device=on, dtype=dtype, attention_backend=attention_backend),
+        device, dtype, attention_backend, memory, what="the Foley model")
+    if getattr(model, "block_swap", None) is not None:
         # block swap moves the model's child modules; the learned sync position and empty features
         # are parameters of the model itself
         with torch.no_grad():
