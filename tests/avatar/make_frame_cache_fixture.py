@@ -11,9 +11,7 @@ inputs and output. Nothing of the official code is copied here; it is imported f
 """
 from __future__ import annotations
 
-import argparse
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -40,13 +38,7 @@ def forward(model, rope_fn, cfg, inputs, is_cache: bool):
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", required=True, type=Path, help="exported HunyuanVideo-Avatar tree (holds hymm_sp/)")
-    parser.add_argument("--commit", required=True, help="the official commit the tree was exported from")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    args = parser.parse_args(argv)
-    if not re.fullmatch(r"[0-9a-f]{40}", args.commit):
-        parser.error(f"--commit must be a full 40-hex commit hash, found {args.commit!r}")
+    args = golden.source_arguments(argv, __doc__.splitlines()[0], DEFAULT_OUT)
     sys.path.insert(0, str(golden.REPO))
     from safetensors.torch import save_file
 

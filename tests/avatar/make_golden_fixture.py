@@ -364,16 +364,22 @@ def record_pipeline(pipeline_cls, scheduler_cls, audio_frames: int, in_channels:
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def source_arguments(argv, description: str, default_out: Path) -> argparse.Namespace:
+    """--source (an exported official tree), --commit (its full hash) and --out, checked."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--source", required=True, type=Path, help="exported HunyuanVideo-Avatar tree (holds hymm_sp/)")
     parser.add_argument("--commit", required=True, help="the official commit the tree was exported from")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--out", type=Path, default=default_out)
     args = parser.parse_args(argv)
     if not re.fullmatch(r"[0-9a-f]{40}", args.commit):
         parser.error(f"--commit must be a full 40-hex commit hash, found {args.commit!r}")
     if not (args.source / "hymm_sp" / "modules" / "models_audio.py").is_file():
         parser.error(f"{args.source} does not hold hymm_sp/modules/models_audio.py (the official avatar source)")
+    return args
+
+
+def main(argv=None) -> int:
+    args = source_arguments(argv, __doc__.splitlines()[0], DEFAULT_OUT)
 
     sys.path.insert(0, str(REPO))
     from hyvideo_core.variants import VARIANTS

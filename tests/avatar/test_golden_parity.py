@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
+from tests.golden_files import read_fixture
 
 from hyvideo_core.apps.avatar import load_avatar_transformer
 from tests.reference_models import save
@@ -28,14 +28,9 @@ CASES = ("cfg_pair", "per_frame_mask")
 TOLERANCE = 1e-4
 
 
-def read_fixture(path=FIXTURE):
-    with safe_open(str(path), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
-
-
 @pytest.fixture(scope="module")
 def golden():
-    tensors, _ = read_fixture()
+    tensors, _ = read_fixture(FIXTURE)
     return tensors
 
 
@@ -60,7 +55,7 @@ def run(model, i, **changes):
 
 
 def test_fixture_is_small_and_names_its_official_commit():
-    _, metadata = read_fixture()
+    _, metadata = read_fixture(FIXTURE)
     assert FIXTURE.stat().st_size <= 2_000_000
     assert metadata["official_commit"] == OFFICIAL_COMMIT
     assert metadata["official_repo"] == "Tencent-Hunyuan/HunyuanVideo-Avatar"
@@ -121,7 +116,7 @@ def test_fixture_is_reproduced_by_the_official_code(tmp_path):
                     os.environ["HUNYUAN_AVATAR_SOURCE"], "--commit", OFFICIAL_COMMIT, "--out", str(out)],
                    check=True, cwd=HERE.parents[1], timeout=600)
     remade, _ = read_fixture(out)
-    committed, _ = read_fixture()
+    committed, _ = read_fixture(FIXTURE)
     assert sorted(remade) == sorted(committed)
     for key, tensor in committed.items():
         torch.testing.assert_close(remade[key], tensor, rtol=0, atol=1e-5, msg=key)

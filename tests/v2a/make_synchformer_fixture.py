@@ -54,7 +54,6 @@ import importlib
 import importlib.machinery
 import json
 import re
-import subprocess
 import sys
 import types
 import warnings
@@ -64,6 +63,9 @@ import numpy as np
 import torch
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from make_golden_fixture import official_commit  # noqa: E402  (the Foley fixture's maker, same folder)
+
 DEFAULT_OUT = HERE / "synchformer_golden.safetensors"
 SEED = 20261217
 TINY_VIT = {"EMBED_DIM": 12, "DEPTH": 2, "NUM_HEADS": 2}     # = hyvideo_core's "synchformer-tiny"
@@ -134,16 +136,6 @@ def seeded_parameters(model: torch.nn.Module, seed: int) -> None:
                 p.copy_(noise / (p[0].numel() ** 0.5))
             else:
                 p.copy_(0.1 * noise)
-
-
-def official_commit(source: Path, given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], check=True, capture_output=True,
-                              text=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        raise SystemExit(f"{source} is not a git checkout: pass --commit with the official commit it was exported from")
 
 
 def as_levels(pixels: torch.Tensor) -> torch.Tensor:

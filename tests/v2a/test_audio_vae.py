@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
+from tests.golden_files import read_fixture
 
 from hyvideo_core.v2a.audio_vae import load_audio_vae, save_audio_vae
 from hyvideo_core.v2a.load import load_foley
@@ -18,8 +18,7 @@ TOL = 1e-4
 
 @pytest.fixture(scope="module")
 def golden():
-    with safe_open(str(FIXTURE), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    return read_fixture(FIXTURE)
 
 
 def _state(tensors, prefix):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors import safe_open
+from tests.golden_files import read_fixture
 
 from hyvideo_core.v2a.load import load_foley
 from hyvideo_core.v2a.sample import FoleyConditions, sample_audio_latents
@@ -25,8 +25,7 @@ TOL = 1e-4
 
 
 def _fixture():
-    with safe_open(str(FIXTURE), "pt") as f:
-        return {k: f.get_tensor(k) for k in f.keys()}, f.metadata()
+    return read_fixture(FIXTURE)
 
 
 @pytest.fixture(scope="module")
@@ -119,8 +118,7 @@ def test_fixture_rerecords_identically_from_the_official_source(tmp_path, golden
     script = Path(__file__).resolve().parent / "make_golden_fixture.py"
     subprocess.run([sys.executable, str(script), OFFICIAL, "--commit", metadata["official_commit"], "--out", str(out)],
                    check=True)
-    with safe_open(str(out), "pt") as f:
-        again = {k: f.get_tensor(k) for k in f.keys()}
+    again, _ = read_fixture(out)
     assert sorted(again) == sorted(tensors)
     for k, v in tensors.items():
         torch.testing.assert_close(again[k], v, rtol=0, atol=1e-6, msg=k)
