@@ -29,15 +29,22 @@ class TextCondition:
 
     @classmethod
     def of(cls, value: Union["TextCondition", Sequence]) -> "TextCondition":
-        """From a TextCondition or a (text_states, text_mask, text_states_2) triple."""
+        """From a TextCondition, a text encoder's PromptEmbeds (``text_states``, ``text_mask``, ``text_states_2``)
+        or a (text_states, text_mask, text_states_2) triple."""
         if isinstance(value, TextCondition):
             return value
+        if hasattr(value, "text_states"):
+            return cls(value.text_states, value.text_mask, value.text_states_2)
         try:
             states, mask, pooled = value
         except (TypeError, ValueError):
             raise InputError("a text condition must be (text_states, text_mask, text_states_2) or a "
                              f"TextCondition; found {type(value).__name__}") from None
         return cls(states, mask, pooled)
+
+    def to(self, device) -> "TextCondition":
+        return TextCondition(self.states.to(device), None if self.mask is None else self.mask.to(device),
+                             self.pooled.to(device))
 
 
 @dataclass(frozen=True)

@@ -179,7 +179,7 @@ def generate(kit: ToyAvatarKit, clip: TalkingClip, audio: np.ndarray, seed: int,
     windows = sound_windows(kit.whisper, audio, spec.frames)
     extras = {"ref_latents": reference_latents(kit.vae, clip.reference, spec.frames), "audio_windows": windows,
               "face_mask": face_mask_latent(clip)}
-    negative = Branch(TextCondition(neg.text_states, neg.text_mask, neg.text_states_2),
+    negative = Branch(TextCondition.of(neg),
                       {**extras, "audio_windows": torch.zeros_like(windows)})
     noise = make_noise(latent_shape(spec.frames, spec.height, spec.width,
                                     channels=kit.transformer.config.in_channels), seed, device="cpu")

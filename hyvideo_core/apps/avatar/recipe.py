@@ -157,8 +157,7 @@ def _window_latents_for(whisper, window_latents: Optional[int]) -> int:
 def _text(encoders, prompt: str, image: Optional[torch.Tensor], max_length: int) -> TextCondition:
     from .prompt import encode_avatar_prompt
 
-    embeds = encode_avatar_prompt(encoders, prompt, image, max_length=max_length)
-    return TextCondition(embeds.text_states, embeds.text_mask, embeds.text_states_2)
+    return TextCondition.of(encode_avatar_prompt(encoders, prompt, image, max_length=max_length))
 
 
 def prepare_avatar(vae, encoders, whisper, image, audio, prompt: str, options: AvatarOptions = AvatarOptions(), *,
@@ -274,7 +273,8 @@ def sample_avatar_latents(model, cond: AvatarConditioning, options: AvatarOption
         zero_audio=audio.new_zeros(1, a.audio_frames(a.window_latents), *audio.shape[2:]),
         fixed=dict(ref_latents=cond.ref_latents.to(device), motion_exp=float(options.motion_exp),
                    motion_pose=float(options.motion_pose), fps=float(cond.fps)),
-        positive=_on(cond.positive, device), negative=_on(cond.negative, device), mask=_unit_mask(cond).to(device),
+        positive=TextCondition.of(cond.positive).to(device),
+        negative=TextCondition.of(cond.negative).to(device), mask=_unit_mask(cond).to(device),
         window_dtype=window_dtype,
         # the release's DeepCache: computing steps record the last single block's input per latent frame; the
         # sampler tells it each call's step, window frames and branch
@@ -335,15 +335,6 @@ class _WindowedRun:
             visits.index_add_(0, idx, torch.ones(len(idx), device=latents.device))
         visits = visits[None, None, :, None, None]
         return total / visits, denoised / visits
-
-
-def _on(text, device) -> TextCondition:
-    """A TextCondition (or PromptEmbeds, e.g. from another text node, or a triple) on ``device``."""
-    if hasattr(text, "text_states"):
-        text = TextCondition(text.text_states, text.text_mask, text.text_states_2)
-    text = TextCondition.of(text)
-    return TextCondition(text.states.to(device), None if text.mask is None else text.mask.to(device),
-                         text.pooled.to(device))
 
 
 # --------------------------------------------------------------------------------------------
