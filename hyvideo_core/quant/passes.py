@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..model.block_lists import block_lists
-from .cast import CastLinear, set_fp8_scale
+from .cast import CastLinear, _stored_weight, set_fp8_scale
 from .fp8 import E4M3_MAX, quantize_fp8
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,7 @@ class FP8Conv1d:
     fp8 weight is dequantised with its ``scale_weight`` in the input's dtype before convolving."""
 
     def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias):
-        weight = weight.to(x.dtype) * self.scale_weight.to(x.dtype)
-        return super()._conv_forward(x, weight, None if bias is None else bias.to(x.dtype))
+        return super()._conv_forward(x, _stored_weight(self, x.dtype), None if bias is None else bias.to(x.dtype))
 
 
 _FP8_CONV_CLASSES: Dict[type, type] = {}
@@ -96,6 +95,16 @@ def _block_layers(model: nn.Module):
             yield name, module
 
 
+FP8_DTYPES = (torch.float8_e4m3fn, torch.float8_e5m2)
+
+
+def _store_fp8(layer: nn.Module) -> None:
+    """The layer's weight as fp8 e4m3 with its per-tensor ``scale_weight``."""
+    q, scale = quantize_fp8(layer.weight.detach())
+    layer.weight = nn.Parameter(q, requires_grad=False)
+    set_fp8_scale(layer, scale.to(q.device))
+
+
 def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmul: bool = True) -> Dict[str, int]:
     """Quantise the block Linear (and Conv1d) weights of ``model`` in place; returns
     {"quantized": n, "skipped": m}. Layers already stored in fp8 or GGUF are left alone (counted as skipped)."""
@@ -106,26 +115,22 @@ def quantize_transformer(model: nn.Module, scheme: str = "fp8_e4m3fn", fp8_matmu
     for name, layer in _block_layers(model):
         weight = layer.weight
         if isinstance(layer, nn.Conv1d):
-            if weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2) or not weight.dtype.is_floating_point:
+            if weight.dtype in FP8_DTYPES or not weight.dtype.is_floating_point:
                 skipped += 1
                 continue
-            q, scale = quantize_fp8(weight.detach())
-            layer.weight = nn.Parameter(q, requires_grad=False)
-            set_fp8_scale(layer, scale.to(q.device))
+            _store_fp8(layer)
             layer.__class__ = _fp8_conv_class(type(layer))
             done += 1
             convs += 1
             continue
         if type(layer) not in (nn.Linear, CastLinear, FP8Linear) or not weight.dtype.is_floating_point \
-                or weight.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+                or weight.dtype in FP8_DTYPES:
             if isinstance(layer, FP8Linear) or weight.dtype == torch.float8_e4m3fn:
                 layer.__class__ = FP8Linear
                 layer.fp8_matmul = fp8_matmul
             skipped += 1
             continue
-        q, scale = quantize_fp8(weight.detach())
-        layer.weight = nn.Parameter(q, requires_grad=False)
-        set_fp8_scale(layer, scale.to(q.device))
+        _store_fp8(layer)
         layer.__class__ = FP8Linear
         layer.fp8_matmul = fp8_matmul
         done += 1

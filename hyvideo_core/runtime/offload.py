@@ -232,6 +232,10 @@ class BlockSwap:
         for name, child in model.named_children():
             if name not in stacks:
                 child.to(self.device)
+        # tensors held by the model itself (Foley's learned sync positions and empty features) are resident too
+        with torch.no_grad():
+            for param in model.parameters(recurse=False):
+                param.data = param.data.to(self.device)
         for i, block in enumerate(self.blocks):
             if i in self.swapped:
                 self.store.put(i, [t for _, _, t in _tensors(block)])

@@ -76,10 +76,4 @@ def prepare_foley(path: str | os.PathLike, device: str | torch.device = "cpu", d
     model = load_with_memory_passes(
         lambda on: load_foley(path, device=on, dtype=dtype, attention_backend=attention_backend),
         device, dtype, attention_backend, memory, what="the Foley model")
-    if getattr(model, "block_swap", None) is not None:
-        # block swap moves the model's child modules; the learned sync position and empty features
-        # are parameters of the model itself
-        with torch.no_grad():
-            for param in model.parameters(recurse=False):
-                param.data = param.data.to(device)
     return model
