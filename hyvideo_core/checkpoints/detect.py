@@ -29,7 +29,8 @@ _OTHER_KINDS = (
 )
 
 
-def _count_blocks(keys, prefix: str) -> int:
+def count_blocks(keys, prefix: str) -> int:
+    """Blocks numbered ``prefix<i>.`` in ``keys``: the highest index + 1 (0 without any)."""
     pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
     indices = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
     return max(indices) + 1 if indices else 0
@@ -72,9 +73,9 @@ def derive_config(source: TensorSource) -> Dict[str, object]:
         "out_channels": final[0] // (pt * ph * pw),
         "hidden_size": hidden,
         "heads_num": hidden // head_dim,
-        "double_depth": _count_blocks(keys, "double_blocks."),
-        "single_depth": _count_blocks(keys, "single_blocks."),
-        "refiner_depth": _count_blocks(keys, "txt_in.individual_token_refiner.blocks."),
+        "double_depth": count_blocks(keys, "double_blocks."),
+        "single_depth": count_blocks(keys, "single_blocks."),
+        "refiner_depth": count_blocks(keys, "txt_in.individual_token_refiner.blocks."),
         "mlp_width_ratio": mlp_rows / hidden,
         "patch_size": (pt, ph, pw),
         "text_states_dim": text[1],

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from typing import Dict, Optional
 
 import torch
 
 from ..attention import resolve_backend
+from ..checkpoints.detect import count_blocks
 from ..checkpoints.io import open_weights, strip_prefix
 from ..checkpoints.layouts import KEY_PREFIXES, RenamedView
 from ..checkpoints.load import default_compute_dtype
@@ -69,12 +69,6 @@ def open_foley(path: str) -> TensorSource:
     return source
 
 
-def _count_blocks(keys, prefix: str) -> int:
-    pattern = re.compile(re.escape(prefix) + r"(\d+)\.")
-    indices = {int(m.group(1)) for k in keys if (m := pattern.match(k))}
-    return max(indices) + 1 if indices else 0
-
-
 def derive_foley_config(source: TensorSource) -> Dict[str, object]:
     """Architecture fields read off the file's shapes."""
     keys = source.keys()
@@ -97,8 +91,8 @@ def derive_foley_config(source: TensorSource) -> Dict[str, object]:
     return {
         "hidden_size": hidden,
         "heads_num": hidden // head_dim,
-        "triple_depth": _count_blocks(keys, "triple_blocks."),
-        "single_depth": _count_blocks(keys, "single_blocks."),
+        "triple_depth": count_blocks(keys, "triple_blocks."),
+        "single_depth": count_blocks(keys, "single_blocks."),
         "mlp_ratio": source.shape("triple_blocks.0.audio_mlp.fc1.weight")[0] / hidden,
         "audio_latent_dim": latent,
         "visual_dim": source.shape("visual_proj.w1.weight")[1],

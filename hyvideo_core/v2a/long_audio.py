@@ -27,6 +27,8 @@ from ..runtime.progress import ProgressCallback
 from ..sampling.conditions import guidance_for
 from ..sampling.euler import euler
 from ..sampling.schedules import flow_sigmas
+from .features.frames import SEGMENT_STRIDE, SYNCH_FPS
+from .features.siglip import SIGLIP_FPS
 from .model import HunyuanVideoFoley
 from .sample import FoleyConditions, foley_call, unconditional
 
@@ -130,8 +132,8 @@ def check_feature_durations(cond: FoleyConditions, audio_frames: int, audio_rate
     the latents at ``audio_rate``. Features sampled with the release's 15 s cap against a longer
     clip's latents would otherwise be stretched silently."""
     seconds = audio_frames / audio_rate
-    visual = cond.visual_features.shape[1] / 8.0
-    sync = (cond.sync_features.shape[1] // tokens_per_segment + 1) * 8 / 25.0   # (S - 1)·stride + 16 frames
+    visual = cond.visual_features.shape[1] / SIGLIP_FPS
+    sync = (cond.sync_features.shape[1] // tokens_per_segment + 1) * SEGMENT_STRIDE / SYNCH_FPS   # (S - 1)·stride + 16 frames
     for what, covered in (("SigLIP2 features (8 fps)", visual), ("Synchformer features (25 fps)", sync)):
         if abs(covered - seconds) > FEATURE_DURATION_SLACK_SECONDS:
             raise InputError(f"the {what} cover {covered:.2f} s of video but the audio latents {seconds:.2f} s "
@@ -177,14 +179,15 @@ def sample_long_audio_latents(model: HunyuanVideoFoley, noise: torch.Tensor, con
         negative = unconditional(model, c, negative_text_states).as_branch() if cfg_scale > 1 else None
         guidances.append(guidance_for(c.as_branch(), negative, cfg_scale))
     call = foley_call(model)
+    total_w = torch.zeros(total, dtype=torch.float32, device=noise.device)
+    for w, weight in zip(windows, weights):
+        total_w[w.start:w.end] += weight
 
     def velocity(x: torch.Tensor, sigma: torch.Tensor, i: int) -> torch.Tensor:
         total_v = torch.zeros_like(x)
-        total_w = torch.zeros(total, dtype=torch.float32, device=x.device)
         for w, weight, guidance in zip(windows, weights, guidances):
             v = guidance.velocity(call, x[:, :, w.start:w.end], sigma, i)
             total_v[:, :, w.start:w.end] += v * weight
-            total_w[w.start:w.end] += weight
         return total_v / total_w
 
     sigmas = flow_sigmas(steps, shift).to(noise.device)

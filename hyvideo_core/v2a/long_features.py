@@ -17,11 +17,10 @@ import torch
 
 from .. import video_io
 from ..errors import InputError
-from .features.frames import SEGMENT_STRIDE, SYNCH_FPS, _Picker, _refuse_short, sync_segment_count
-from .features.siglip import encode_frames
+from .features.frames import (SEGMENT_FRAMES, SEGMENT_STRIDE, SYNCH_FPS, _check_video_file, _Picker, _refuse_short,
+                              sync_segment_count)
+from .features.siglip import SIGLIP_FPS, encode_frames
 from .features.synchformer import encode_sync_frames, sync_duration_seconds
-
-SIGLIP_FPS = 8.0
 
 
 def encode_long_video(path: Union[str, os.PathLike], siglip, synchformer, *, chunk_seconds: float = 10.0
@@ -32,10 +31,7 @@ def encode_long_video(path: Union[str, os.PathLike], siglip, synchformer, *, chu
     path = os.fspath(path)
     if not (chunk_seconds >= 1.0):
         raise InputError(f"chunk_seconds must be at least 1 s (a Synchformer segment is 0.64 s); found {chunk_seconds!r}")
-    if not os.path.isfile(path):
-        raise InputError(f"video file not found: {path!r}")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"{path!r} is empty (0 bytes); give a video file (e.g. H.264 .mp4)")
+    _check_video_file(path)
     chunk8, chunk25 = int(chunk_seconds * SIGLIP_FPS), int(chunk_seconds * SYNCH_FPS)
     visual: List[torch.Tensor] = []
     sync: List[torch.Tensor] = []
@@ -43,16 +39,16 @@ def encode_long_video(path: Union[str, os.PathLike], siglip, synchformer, *, chu
     held25: List[np.ndarray] = []
     total25 = decoded = 0
 
-    def flush_sync(final: bool) -> None:
+    def flush_sync() -> None:
         nonlocal held25
-        if len(held25) < 16:
+        if len(held25) < SEGMENT_FRAMES:
             return
         segments = sync_segment_count(len(held25))
         sync.append(encode_sync_frames(synchformer, np.stack(held25)))
         held25 = held25[segments * SEGMENT_STRIDE:]          # the next segment starts here
 
     with video_io.decoded_frames(path) as (frames, source_fps, _):
-        picker = _Picker(source_fps, (SIGLIP_FPS, float(SYNCH_FPS)), float("inf"))
+        picker = _Picker(source_fps, (float(SIGLIP_FPS), float(SYNCH_FPS)), float("inf"))
         for index, frame in enumerate(frames):
             decoded += 1
             _, (n8, n25) = picker.offer(index)
@@ -63,11 +59,11 @@ def encode_long_video(path: Union[str, os.PathLike], siglip, synchformer, *, chu
                 visual.append(encode_frames(siglip, np.stack(held8)))
                 held8 = []
             if len(held25) >= chunk25 + SEGMENT_STRIDE:
-                flush_sync(False)
+                flush_sync()
     _refuse_short(decoded, f"video {path!r}")
     if held8:
         visual.append(encode_frames(siglip, np.stack(held8)))
-    flush_sync(True)
+    flush_sync()
     if not sync:
         sync_segment_count(total25)   # raises: shorter than one segment
     return torch.cat(visual, dim=1), torch.cat(sync, dim=1), sync_duration_seconds(total25)

@@ -19,14 +19,15 @@ import torch
 from ..runtime.offload import OffloadPlan, plan_block_swap, plan_for
 from ..runtime.options import MemoryOptions, load_with_memory_passes
 from .config import FoleyConfig
+from .features.clap import TEXT_LENGTH
+from .features.siglip import SIGLIP_FPS
 from .load import load_foley
 
 log = logging.getLogger(__name__)
 
-TEXT_TOKENS = 77   # CLAP states are truncated to 77 tokens
 
 
-def estimate_foley_activation_bytes(config: FoleyConfig, seconds: float, *, text_tokens: int = TEXT_TOKENS,
+def estimate_foley_activation_bytes(config: FoleyConfig, seconds: float, *, text_tokens: int = TEXT_LENGTH,
                                     batch: int = 1, dtype: torch.dtype = torch.bfloat16,
                                     materialised_scores: bool = False) -> int:
     """A working-set estimate of one Foley forward for a clip of ``seconds`` (La = 50/s audio tokens,
@@ -43,7 +44,7 @@ def estimate_foley_activation_bytes(config: FoleyConfig, seconds: float, *, text
       fc1 and activation (2·r, r = mlp_ratio), fc2 (1); float32 q, k and LayerNorm (4 float32 units).
 
     ``materialised_scores`` adds the float32 score matrix of a non-fused attention (CPU math path)."""
-    la, lv = int(round(seconds * config.audio_frame_rate)), int(round(seconds * 8))
+    la, lv = int(round(seconds * config.audio_frame_rate)), int(round(seconds * SIGLIP_FPS))
     h, size = config.hidden_size, torch.empty(0, dtype=dtype).element_size()
     c, r = config.conv_mlp_hidden / h, config.mlp_ratio
     unit = lambda tokens: batch * tokens * h * size  # noqa: E731

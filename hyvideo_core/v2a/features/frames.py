@@ -116,16 +116,20 @@ def sample_image_batch(images: Union[torch.Tensor, np.ndarray], source_fps: floa
     return images[np.asarray(index, dtype=np.int64)]
 
 
+def _check_video_file(path: str) -> None:
+    if not os.path.isfile(path):
+        raise InputError(f"video file not found: {path!r}")
+    if os.path.getsize(path) == 0:
+        raise InputError(f"{path!r} is empty (0 bytes); give a video file (e.g. H.264 .mp4)")
+
+
 def sample_video_file(path: Union[str, os.PathLike], target_fps: Sequence[float] = (8.0, 25.0),
                       max_seconds: float = MAX_SECONDS) -> Tuple[Dict[float, np.ndarray], float]:
     """Decode ``path`` once and return {target fps: (T, H, W, 3) uint8 frames} and the source frame
     rate. Only picked frames are held; decoding stops past ``max_seconds``."""
     path = os.fspath(path)
     targets = [float(f) for f in target_fps]
-    if not os.path.isfile(path):
-        raise InputError(f"video file not found: {path!r}")
-    if os.path.getsize(path) == 0:
-        raise InputError(f"{path!r} is empty (0 bytes); give a video file (e.g. H.264 .mp4)")
+    _check_video_file(path)
     kept: List[List[np.ndarray]] = [[] for _ in targets]
     decoded = 0
     with video_io.decoded_frames(path) as (frames, source_fps, _):

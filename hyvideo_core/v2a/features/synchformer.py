@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass
 from typing import Dict, Union
 
@@ -38,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...checkpoints.detect import count_blocks
 from ...checkpoints.io import open_weights
 from ...checkpoints.validate import describe_mismatch
 from ...errors import IncompatibleWeightsError, InputError, UnknownCheckpointError
@@ -281,12 +281,12 @@ _OTHER_KINDS = (
 
 def _derive(source) -> Dict[str, int]:
     keys = source.keys()
-    blocks = {int(m.group(1)) for k in keys if (m := re.match(re.escape(PREFIX) + r"blocks\.(\d+)\.", k))}
+    depth = count_blocks(keys, PREFIX + "blocks.")
     dim, _, tp, ph, _ = source.shape(SENTINEL)
-    return {"embed_dim": dim, "depth": max(blocks) + 1 if blocks else 0, "temporal_patch": tp, "patch_size": ph,
+    return {"embed_dim": dim, "depth": depth, "temporal_patch": tp, "patch_size": ph,
             "grid_cells": source.shape(PREFIX + "pos_embed")[1] - 1,
             "tokens_per_segment": source.shape(PREFIX + "temp_embed")[1],
-            "mlp_hidden": source.shape(PREFIX + "blocks.0.mlp.fc1.weight")[0] if blocks else 0}
+            "mlp_hidden": source.shape(PREFIX + "blocks.0.mlp.fc1.weight")[0] if depth else 0}
 
 
 def _fields(cfg: SynchformerConfig) -> Dict[str, int]:
