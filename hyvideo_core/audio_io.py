@@ -61,11 +61,7 @@ def load_audio(source: AudioSource, sample_rate: int = 16000, *,
     if not isinstance(source, (str, os.PathLike)):
         raise InputError(f"audio: expected a file path or a ComfyUI AUDIO dict {{'waveform', 'sample_rate'}}, "
                          f"found {type(source).__name__}")
-    path = _checked_file(source)
-    samples, _ = _run_ffmpeg(["-i", path], None, sample_rate, max_seconds, path)
-    if samples.size == 0:
-        raise InputError(f"audio file {path!r}: expected sound, found an audio stream with no samples "
-                         f"(zero length); give a recording at least one frame long")
+    samples, _ = _decode_file(source, sample_rate, max_seconds)
     return _downmix(samples), sample_rate
 
 
@@ -75,12 +71,19 @@ def load_audio_channels(path: "str | os.PathLike[str]", *,
 
     What ComfyUI's AUDIO holds (``{"waveform": (1, C, N), "sample_rate"}``); no resampling, no downmix.
     Errors as :func:`load_audio`."""
-    path = _checked_file(path)
-    samples, rate = _run_ffmpeg(["-i", path], None, None, max_seconds, path)
+    samples, rate = _decode_file(path, None, max_seconds)
+    return np.ascontiguousarray(samples.T), rate
+
+
+def _decode_file(source, sample_rate: Optional[int], max_seconds: float) -> Tuple[np.ndarray, int]:
+    """(N, C) float32 samples of a file's first sound track and their rate (``sample_rate``, or the file's own
+    with None); a stream with no samples is an error."""
+    path = _checked_file(source)
+    samples, rate = _run_ffmpeg(["-i", path], None, sample_rate, max_seconds, path)
     if samples.size == 0:
         raise InputError(f"audio file {path!r}: expected sound, found an audio stream with no samples "
                          f"(zero length); give a recording at least one frame long")
-    return np.ascontiguousarray(samples.T), rate
+    return samples, rate
 
 
 def _checked_file(source) -> str:

@@ -49,9 +49,10 @@ def list_models(kind: str) -> List[str]:
 
 
 def _toy_avatar_shipped() -> bool:
-    weights = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hyvideo_core", "toy",
-                           "weights")
-    return os.path.isfile(os.path.join(weights, "avatar.safetensors"))
+    from ..hyvideo_core.toy.avatar import AVATAR_FILE
+    from ..hyvideo_core.toy.model import WEIGHTS
+
+    return (WEIGHTS / AVATAR_FILE).is_file()
 
 
 def _toy_path(part: str) -> Optional[str]:

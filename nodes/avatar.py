@@ -160,6 +160,7 @@ class AvatarConditioning:
         import torch
 
         from ..hyvideo_core.apps.avatar import AvatarOptions, prepare_avatar
+        from ..hyvideo_core.apps.avatar.schedule import output_latents
         from ..hyvideo_core.apps.avatar.recipe import RELEASED_NEGATIVE_PROMPT
         from ..hyvideo_core.errors import InputError
         from .text import Conditioning
@@ -176,7 +177,7 @@ class AvatarConditioning:
                               negative_prompt=negative_prompt, add_prompt_prefix=bool(prompt_prefix),
                               max_text_tokens=int(text_tokens))
         _, c, _, h, w = cond.ref_latents.shape
-        latents = cond.audio_windows.shape[1] // 4 + 1          # the sampler's output latent frames
+        latents = output_latents(cond.audio_windows.shape[1])   # the sampler's output latent frames
         empty = torch.zeros(1, c, latents, h, w)
         latent = {"samples": empty, LATENT_KEY: AvatarLatentCondition(cond, options, float(vae.scaling_factor))}
         return (Conditioning(cond.positive, cond.negative), latent)

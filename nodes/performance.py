@@ -56,8 +56,10 @@ class StepCache:
 
     @classmethod
     def INPUT_TYPES(cls):
+        from ..hyvideo_core.runtime.options import STEP_CACHE_METHODS
+
         return {"required": {
-            "method": (["teacache", "first_block_cache", "avatar_frame_cache"], tooltip(
+            "method": (list(STEP_CACHE_METHODS), tooltip(
                 "Which caching rule decides when to skip. teacache / first_block_cache: text- and image-to-video "
                 "(they refuse the avatar model, whose sampling windows move between steps). avatar_frame_cache: the "
                 "avatar model only, as released (always on there): 30 of 50 steps run the whole model, the others "

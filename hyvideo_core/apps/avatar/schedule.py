@@ -64,13 +64,19 @@ class WindowPlan:
         return out
 
 
+def output_latents(audio_frames: int, frames_per_latent: int = FRAMES_PER_LATENT) -> int:
+    """Latent frames the sampler returns for ``audio_frames`` video frames of audio windows (the release's
+    ``((n // 4 * 4 + 1) - 1) // 4 + 1``)."""
+    return audio_frames // frames_per_latent + 1
+
+
 def window_plan(audio_frames: int, window: int = WINDOW_LATENTS, shift_step: int = WINDOW_SHIFT,
                 frames_per_latent: int = FRAMES_PER_LATENT) -> WindowPlan:
     """The released circular-window plan for ``audio_frames`` video frames of audio windows."""
     if audio_frames < 1:
         raise InputError(f"audio_frames must be at least 1, found {audio_frames}")
     span = (window - 1) * frames_per_latent          # 128 video frames per 32 latent frames
-    output = audio_frames // frames_per_latent + 1
+    output = output_latents(audio_frames, frames_per_latent)
     blocks = audio_frames // span + 1
     buffer_latents, buffer_audio = blocks * (window - 1) + 1, blocks * span + frames_per_latent
     if output == window or buffer_latents == window:   # one window: no circular buffer, no shift
