@@ -110,6 +110,21 @@ class AppModules:
     config: Any = None           # the app's sizes (an AvatarConfig for "avatar")
     extension: str = ""          # "module.function": function(config) -> factory(TransformerConfig) -> Extension
 
+    def extension_factory(self):
+        """``f(TransformerConfig) -> Extension`` of the app's modules, from the function ``extension`` names
+        (None when it names none)."""
+        if not self.extension:
+            return None
+        import importlib
+
+        module, function = self.extension.rsplit(".", 1)
+        # the registry names hyvideo_core; ComfyUI imports this package under its custom-node folder, and the
+        # extension class must come from the same copy of the package as the model (find_extension compares classes)
+        package = __name__.rsplit(".", 1)[0]
+        if module.split(".", 1)[0] == "hyvideo_core":
+            module = package + module[len("hyvideo_core"):]
+        return getattr(importlib.import_module(module), function)(self.config)
+
 
 @dataclass(frozen=True)
 class VariantSpec:

@@ -29,26 +29,6 @@ def _load_toy_avatar(weight_dtype, attention, memory):
     return model
 
 
-def _app_extensions(path: str) -> list:
-    """The extension a checkpoint's application modules need (HunyuanVideo-Avatar's adapters), so an avatar
-    file loads as an avatar model from the same loader. Reading the keys is cheap: safetensors headers, and
-    .pt files memory-mapped."""
-    from ..hyvideo_core.checkpoints.detect import carries_app, detect_variant
-    from ..hyvideo_core.checkpoints.load import open_native
-    from ..hyvideo_core.errors import HyVideoError
-
-    try:
-        source, _, _ = open_native(path)
-        spec = detect_variant(source)
-    except HyVideoError:
-        return []            # the loader itself reports what is wrong with the file
-    if spec.app is None or spec.app.app != "avatar" or not carries_app(source, spec):
-        return []
-    from ..hyvideo_core.apps.avatar import avatar_extension
-
-    return [avatar_extension(spec.app.config)]
-
-
 class LoadTransformer:
     DESCRIPTION = ("Loads a HunyuanVideo diffusion transformer (.safetensors / .pt; official, ComfyUI, diffusers or "
                    "fp8-scaled layout). The variant is detected from the weights, not the file name; a "
@@ -78,13 +58,14 @@ class LoadTransformer:
         }}
 
     def load(self, model_name, weight_dtype, attention, memory=None):
+        from ..hyvideo_core.checkpoints.load import APP_EXTENSION
         from ..hyvideo_core.runtime.options import prepare_transformer
 
         if model_name == EMBEDDED_TOY_AVATAR:
             return (_load_toy_avatar(weight_dtype, attention, memory),)
         path = resolve_model("transformer", model_name)
         return (prepare_transformer(path, device=torch_device(), dtype=_dtype(weight_dtype),
-                                    attention_backend=attention, memory=memory, extensions=_app_extensions(path)),)
+                                    attention_backend=attention, memory=memory, extensions=[APP_EXTENSION]),)
 
 
 class LoadVAE:

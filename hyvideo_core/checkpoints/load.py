@@ -78,6 +78,10 @@ def default_compute_dtype(device: torch.device, storage: torch.dtype) -> torch.d
 ExtensionSpec = Union[Extension, Callable[..., Extension]]
 
 
+# in ``load_transformer(extensions=...)``: whatever application modules the detected variant carries
+APP_EXTENSION = "app"
+
+
 def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu",
                      dtype: Optional[torch.dtype] = None, attention_backend: Optional[str] = None,
                      variant: Optional[str] = None,
@@ -97,6 +101,8 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
             ``f(transformer_config) -> Extension`` (built on the meta device, so their weights are
             allocated once, from the file). Their modules are part of the model before the file
             is read, so their keys load with an identity map and every key must be present.
+            ``APP_EXTENSION`` stands for the detected variant's own application extension (the
+            avatar's adapters for a HunyuanVideo-Avatar file) and for nothing with other files.
     """
     device = torch.device(device)
     path = os.fspath(path)
@@ -105,6 +111,10 @@ def load_transformer(path: str | os.PathLike, device: str | torch.device = "cpu"
     with torch.device("meta"):
         model = HunyuanVideoTransformer(spec.transformer)
         for ext in extensions:
+            if isinstance(ext, str) and ext == APP_EXTENSION:
+                ext = spec.app.extension_factory() if spec.app is not None else None
+                if ext is None:
+                    continue
             install_extension(model, ext if isinstance(ext, Extension) else ext(spec.transformer))
     _check_keys(model, source, spec)
 

@@ -8,7 +8,6 @@ audio windows of zeros), beside caption dropout.
 """
 from __future__ import annotations
 
-import importlib
 from typing import Dict, Mapping, Tuple
 
 import torch
@@ -22,9 +21,7 @@ def extension_of(name: str, spec):
     if spec.app is None or spec.app.app != name or not spec.app.extension:
         raise InputError(f"extension {name!r} needs a variant that carries it (e.g. toy-avatar for 'avatar'); "
                          f"{spec.name!r} has {'no application modules' if spec.app is None else spec.app.app!r}")
-    module, function = spec.app.extension.rsplit(".", 1)
-    factory = getattr(importlib.import_module(module), function)
-    return factory(spec.app.config)(spec.transformer)
+    return spec.app.extension_factory()(spec.transformer)
 
 
 def known_extensions() -> Tuple[str, ...]:
